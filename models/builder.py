@@ -1,0 +1,82 @@
+"""One builder for the recurrent models, configured by a dataclass (DESIGN.md, Models).
+
+The default is exactly the design card's network (seed 003)::
+
+    window (None, 3) -> LSTM(512) -> Dropout(0.75) -> Dense(3) -> Activation("linear")
+
+trained with RMSprop(1e-4) on mean squared error. Recurrent layers keep Keras'
+defaults (tanh, sigmoid, no recurrent dropout, ``unroll=False``, ``use_bias=True``) so
+TensorFlow runs them with cuDNN on a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+
+from models.metrics import pitch_accuracy
+
+CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
+HEADS = ("regression",)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every hyperparameter of the network and its optimiser, with the card's defaults."""
+
+    cell: str = "lstm"
+    units: int = 512
+    layers: int = 1
+    dropout_rate: float = 0.75
+    features: int = 3
+    head: str = "regression"
+    learning_rate: float = 1e-4
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {self.cell!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.units < 1 or self.layers < 1 or self.features < 1:
+            raise ValueError("units, layers and features must be positive")
+        if not 0 <= self.dropout_rate < 1:
+            raise ValueError(f"dropout_rate must lie in [0, 1), got {self.dropout_rate}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
+    """The network of ``config``, uncompiled.
+
+    Input ``(batch, steps, features)`` float32 (any number of steps; training uses the
+    window length). Output ``(batch, features)``: the predicted next row.
+    Layers are named ``lstm`` (``lstm_2``, ... when stacked), ``dropout``, ``dense``,
+    ``activation``; TensorBoard tags use these names.
+    """
+    inputs = keras.Input(shape=(None, config.features), name="window")
+    x = inputs
+    for index in range(config.layers):
+        suffix = "" if index == 0 else f"_{index + 1}"
+        x = CELLS[config.cell](
+            config.units,
+            return_sequences=index < config.layers - 1,
+            name=f"{config.cell}{suffix}",
+        )(x)
+    x = keras.layers.Dropout(config.dropout_rate, name="dropout")(x)
+    x = keras.layers.Dense(config.features, name="dense")(x)
+    outputs = keras.layers.Activation("linear", name="activation")(x)
+    return keras.Model(inputs, outputs, name=f"{config.cell}_{config.units}")
+
+
+def compile_model(model: keras.Model, config: ModelConfig = ModelConfig()) -> keras.Model:
+    """Compile with the card's optimiser and loss: RMSprop, mean squared error."""
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(learning_rate=config.learning_rate),
+        loss="mean_squared_error",
+        metrics=[pitch_accuracy],
+    )
+    return model

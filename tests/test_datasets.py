@@ -1,0 +1,219 @@
+"""Finding, downloading, encoding (with the cache), splitting and windowing datasets."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from note_matrix import DatasetError, NoteMatrix
+from note_matrix import datasets as ds
+from note_matrix.windows import WindowBatches, WindowIndex
+from tests.midi_factory import random_song, write_song
+
+
+def test_folder_datasets_are_searched_recursively(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    random_song(tmp_path / "one.mid", rng, 5)
+    random_song(tmp_path / "a" / "TWO.MIDI", rng, 5)
+    random_song(tmp_path / "a" / "b" / "three.midi", rng, 5)
+    (tmp_path / "notes.txt").write_text("not music")
+    files = ds.resolve_dataset(str(tmp_path), tmp_path / "data")
+    assert files.keys == ["a/TWO.MIDI", "a/b/three.midi", "one.mid"]
+
+
+def test_unknown_dataset_and_empty_folder_are_clear_errors(tmp_path):
+    with pytest.raises(DatasetError, match="neither a registered name"):
+        ds.resolve_dataset("no-such-dataset", tmp_path)
+    with pytest.raises(DatasetError, match="no .mid or .midi files"):
+        ds.resolve_dataset(str(tmp_path), tmp_path)
+
+
+def test_split_is_by_file_seeded_and_complete():
+    keys = [f"song{i:02d}.mid" for i in range(40)]
+    split = ds.split_by_file(keys, validation_fraction=0.1, test_fraction=0.2, seed=3)
+    assert (len(split["train"]), len(split["validation"]), len(split["test"])) == (28, 4, 8)
+    assert sorted(split["train"] + split["validation"] + split["test"]) == keys
+    assert ds.split_by_file(keys, validation_fraction=0.1, test_fraction=0.2, seed=3) == split
+    assert ds.split_by_file(keys, validation_fraction=0.1, test_fraction=0.2, seed=4) != split
+    small = ds.split_by_file(keys[:3], validation_fraction=0.1, test_fraction=0.1, seed=0)
+    assert [len(small[p]) for p in ("train", "validation", "test")] == [1, 1, 1]
+
+
+def _mixed_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        random_song(folder / f"good{i}.mid", rng, 40)
+    write_song(folder / "short.mid", [(0.0, 0.5, 60, 100), (0.5, 0.5, 62, 90), (1.0, 0.5, 64, 80)])
+    (folder / "text.mid").write_text("hello, I am not music")
+    (folder / "empty.mid").write_bytes(b"")
+    (folder / "truncated.mid").write_bytes((folder / "good0.mid").read_bytes()[:60])
+    (folder / "folder.mid").mkdir()
+    return folder
+
+
+def test_encoding_skips_bad_files_with_reasons_and_keeps_the_rest(tmp_path):
+    folder = _mixed_folder(tmp_path)
+    files = ds.resolve_dataset(str(folder), tmp_path / "data")
+    encoded = ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", min_steps=51, progress=False)
+    assert sorted(encoded.arrays) == ["good0.mid", "good1.mid", "good2.mid"]
+    assert encoded.total_files == 8
+    reasons = encoded.skipped
+    assert set(reasons) == {"short.mid", "text.mid", "empty.mid", "truncated.mid", "folder.mid"}
+    assert "too short: 6 steps" in reasons["short.mid"]
+    assert "not a MIDI file" in reasons["text.mid"]
+    assert "empty" in reasons["empty.mid"]
+    assert "truncated" in reasons["truncated.mid"]
+    assert "directory" in reasons["folder.mid"]
+    report = tmp_path / "skipped.txt"
+    ds.write_skip_report(report, reasons)
+    lines = report.read_text().splitlines()
+    assert len(lines) == 5 and all("\t" in line for line in lines)
+
+
+def test_second_encoding_reads_the_cache_and_parses_nothing(tmp_path, monkeypatch):
+    folder = _mixed_folder(tmp_path)
+    files = ds.resolve_dataset(str(folder), tmp_path / "data")
+    first = ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", min_steps=51, progress=False)
+
+    def no_parsing(self, path):
+        if Path(path).is_file():  # a folder named .mid has no content to cache
+            raise AssertionError(f"parsed {path} again")
+        return original_encode(self, path)
+
+    original_encode = NoteMatrix.encode
+
+    monkeypatch.setattr(NoteMatrix, "encode", no_parsing)
+    second = ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", min_steps=51, progress=False)
+    assert second.skipped == first.skipped
+    for key, array in first.arrays.items():
+        np.testing.assert_array_equal(second.arrays[key], array)
+    # Other constants are another cache: this one must parse.
+    with pytest.raises(AssertionError, match="parsed"):
+        ds.encode_dataset(files, NoteMatrix(time_scale_seconds=0.5), tmp_path / "data", progress=False)
+
+
+def test_windows_do_not_copy_the_data_or_cross_songs():
+    songs = [np.full((n, 3), i, dtype=np.float32) + np.arange(n, dtype=np.float32)[:, None] / 1000 for i, n in
+             enumerate([60, 51, 50, 75])]
+    index = WindowIndex(songs, window_length=50)
+    assert len(index) == 10 + 1 + 0 + 25
+    assert index.data.nbytes == sum(s.nbytes for s in songs)  # the data once, not 50 times
+    assert index.starts.dtype == np.int64
+    x, y = index.batch(np.arange(len(index)))
+    assert x.shape == (36, 50, 3) and y.shape == (36, 3)
+    # Every window and its target come from one song (the song number is the integer part).
+    assert np.all(np.floor(x[:, :, 0]) == np.floor(y[:, None, 0]))
+    np.testing.assert_array_equal(x[10], songs[1][:50])
+    np.testing.assert_array_equal(y[10], songs[1][50])
+
+
+def test_window_batches_cover_every_window_once_per_epoch():
+    songs = [np.random.default_rng(0).random((300, 3), dtype=np.float32)]
+    batches = WindowBatches(WindowIndex(songs, 50), batch_size=64, shuffle=True, seed=0)
+    assert len(batches) == 4
+    seen = np.concatenate([batches[i][1] for i in range(len(batches))])
+    assert sorted(map(tuple, seen)) == sorted(map(tuple, songs[0][50:]))
+    first_order = batches[0][1].copy()
+    batches.on_epoch_end()
+    assert not np.array_equal(batches[0][1], first_order)
+
+
+# -- downloads against a local HTTP server ------------------------------------------
+
+
+class _Server:
+    def __init__(self, files: dict[str, bytes]):
+        self.files = files
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                name = urllib.parse.unquote(self.path.lstrip("/"))
+                body = server.files.get(name)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    rng = np.random.default_rng(2)
+    files = {"a song.mid": rng.bytes(3000), "b's song.mid": rng.bytes(2000)}
+    srv = _Server(files)
+    yield srv
+    srv.close()
+
+
+def _registry(server, files):
+    return {"name": "test", "url_pattern": server.url + "/{name}", "files": files}
+
+
+def test_download_checks_sha256_and_happens_once(server, tmp_path):
+    expected = {name: hashlib.sha256(body).hexdigest() for name, body in server.files.items()}
+    target = tmp_path / "test"
+    ds.download_dataset(_registry(server, expected), target)
+    for name, body in server.files.items():
+        assert (target / name).read_bytes() == body
+    assert sorted(server.requests) == ["/a%20song.mid", "/b%27s%20song.mid"]
+    ds.download_dataset(_registry(server, expected), target)
+    assert len(server.requests) == 2  # nothing downloaded again
+    assert not list(target.glob("*.part"))
+
+
+def test_download_with_wrong_checksum_leaves_nothing_behind(server, tmp_path):
+    wrong = {name: "0" * 64 for name in server.files}
+    target = tmp_path / "test"
+    with pytest.raises(DatasetError, match="could not download 2 of 2 files of test .*SHA-256 mismatch"):
+        ds.download_dataset(_registry(server, wrong), target)
+    assert list(target.iterdir()) == []
+
+
+def test_download_of_a_missing_file_is_a_clear_error(server, tmp_path):
+    with pytest.raises(DatasetError, match="missing.mid: download failed"):
+        ds.download_dataset(_registry(server, {"missing.mid": "0" * 64}), tmp_path / "test")
+
+
+# -- registered datasets and the mirror ---------------------------------------------
+
+
+def test_registry_lists_the_pop_and_nottingham_files():
+    assert ds.registered_datasets() == ["nottingham", "pop"]
+    pop = ds.load_registry("pop")
+    assert len(pop["files"]) == 126
+    assert pop["url_pattern"].startswith("https://raw.githubusercontent.com/dshieble/Musical_Matrices/8195f22")
+    assert len(ds.load_registry("nottingham")["files"]) == 1034
+    assert all(len(sha) == 64 for sha in pop["files"].values())
+
+
+@pytest.mark.parametrize("name, count", [("pop", 126), ("nottingham", 1034)])
+def test_mirror_matches_the_registry(mirror, monkeypatch, tmp_path, name, count):
+    monkeypatch.setenv(ds.MIRROR_ENV, str(mirror))
+    files = ds.resolve_dataset(name, tmp_path / "data")
+    assert len(files.keys) == count and files.skipped == {}
+    assert not (tmp_path / "data").exists()  # read in place, nothing downloaded or copied

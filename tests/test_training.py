@@ -1,0 +1,107 @@
+"""train.py end to end on synthetic songs: the run folder and the TensorBoard events."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import train
+from models import ModelConfig, build_model
+from note_matrix.tensorboard import layer_graph
+
+WEIGHT_TAGS = {"lstm/kernel", "lstm/recurrent_kernel", "lstm/bias", "dense/kernel", "dense/bias"}
+OUTPUT_TAGS = {"lstm/output", "dropout/output", "dense/output", "activation/output"}
+SCALAR_TAGS = {"batch_loss", "batch_pitch_accuracy", "epoch_loss", "epoch_pitch_accuracy"}
+
+
+def _events(folder):
+    accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0, "histograms": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_run_folder_holds_config_model_split_and_history(trained_run, song_folder):
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["train"]["model"] == {
+        "cell": "lstm", "units": 8, "layers": 1, "dropout_rate": 0.75, "features": 3,
+        "head": "regression", "learning_rate": 1e-4,
+    }
+    assert config["train"]["window_length"] == 50 and config["train"]["epochs"] == 2
+    assert config["train"]["batch_size"] == 32
+    assert config["representation"]["time_scale_seconds"] == 0.25
+    assert config["backend"] == "tensorflow" and "CPU" in config["device"]
+    assert (trained_run / "model.keras").is_file()
+
+    split = json.loads((trained_run / "split.json").read_text())
+    parts = [split[p] for p in ("train", "validation", "test")]
+    assert [len(p) for p in parts] == [4, 1, 1]
+    assert sorted(sum(parts, [])) == sorted(p.name for p in song_folder.iterdir())
+    assert (trained_run / "skipped.txt").read_text() == ""
+
+    history = json.loads((trained_run / "history.json").read_text())
+    assert history["monitor"] == "val_loss" and len(history["epochs"]["loss"]) == 2
+
+
+def test_tensorboard_shows_losses_accuracy_graph_and_histograms(trained_run):
+    history = json.loads((trained_run / "history.json").read_text())["epochs"]
+    train_events, validation_events = _events(trained_run / "train"), _events(trained_run / "validation")
+    for events in (train_events, validation_events):
+        assert SCALAR_TAGS <= set(events.Tags()["scalars"])
+    assert WEIGHT_TAGS <= set(train_events.Tags()["histograms"])
+    assert OUTPUT_TAGS <= set(validation_events.Tags()["histograms"])
+    assert train_events.Tags()["graph"]
+    assert any(node.op == "MatMul" for node in train_events.Graph().node)  # TensorFlow's op graph
+
+    epoch_loss = [e.value for e in train_events.Scalars("epoch_loss")]
+    np.testing.assert_allclose(epoch_loss, history["loss"], rtol=1e-6)
+    val_loss = [e.value for e in validation_events.Scalars("epoch_loss")]
+    np.testing.assert_allclose(val_loss, history["val_loss"], rtol=1e-6)
+    batches = train_events.Scalars("batch_loss")
+    assert len(batches) > 2 and [e.step for e in batches] == list(range(1, len(batches) + 1))
+    for tag in WEIGHT_TAGS:
+        assert [e.step for e in train_events.Histograms(tag)] == [0, 1]
+    kernel = train_events.Histograms("lstm/kernel")[-1].histogram_value
+    assert kernel.num == 3 * 4 * 8
+    dropout_output = validation_events.Histograms("dropout/output")[-1].histogram_value
+    assert dropout_output.num == 64 * 8  # a fixed probe batch of 64 validation windows x 8 units
+
+
+def test_layer_graph_for_backends_without_tensorflow():
+    graph = layer_graph(build_model(ModelConfig(units=8)))
+    edges = {node.name: list(node.input) for node in graph.node}
+    assert edges == {"window": [], "lstm": ["window"], "dropout": ["lstm"], "dense": ["dropout"],
+                     "activation": ["dense"]}
+    assert {node.op for node in graph.node} >= {"LSTM", "Dropout", "Dense", "Activation"}
+
+
+def test_existing_run_name_is_refused(trained_run, song_folder, capsys):
+    code = train.main(["--dataset", str(song_folder), "--logdir", str(trained_run.parent), "--run-name", "tiny",
+                       "--units", "8", "--epochs", "1", "--quiet", "--data-dir", str(trained_run.parent / "data")])
+    assert code == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--units", "many"], ["--dataset"], ["--no-such-flag"]])
+def test_wrong_flags_get_argparse_usage(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_invalid_values_are_one_line_errors(capsys):
+    assert train.main(["--dropout", "1.5"]) == 2
+    assert capsys.readouterr().err.strip() == "train.py: error: dropout_rate must lie in [0, 1), got 1.5"
+
+
+def test_pop_from_the_mirror_trains_end_to_end(mirror, monkeypatch, tmp_path):
+    monkeypatch.setenv("NOTE_MATRIX_MIRROR", str(mirror))
+    code = train.main(["--dataset", "pop", "--max-files", "6", "--units", "8", "--epochs", "1", "--quiet",
+                       "--data-dir", str(tmp_path / "data"), "--logdir", str(tmp_path / "logs"), "--run-name", "pop"])
+    assert code == 0
+    split = json.loads((tmp_path / "logs" / "pop" / "split.json").read_text())
+    assert split["dataset"] == "pop" and len(split["train"]) == 4
+    assert all(key.endswith(".midi") for key in split["train"])
