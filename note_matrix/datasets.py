@@ -75,12 +75,12 @@ def find_midi_files(folder: Path) -> list[str]:
     keys = [
         p.relative_to(folder).as_posix()
         for p in folder.rglob("*")
-        if p.suffix.lower() in MIDI_SUFFIXES and not p.name.endswith(".part")
+        if p.suffix.lower() in MIDI_SUFFIXES
     ]
     return sorted(keys)
 
 
-def resolve_dataset(dataset: str, data_dir: Path, *, download: bool = True) -> DatasetFiles:
+def resolve_dataset(dataset: str, data_dir: Path) -> DatasetFiles:
     """A registered dataset name (mirror or download) or a folder, as ``DatasetFiles``."""
     if dataset in registered_datasets():
         registry = load_registry(dataset)
@@ -91,8 +91,7 @@ def resolve_dataset(dataset: str, data_dir: Path, *, download: bool = True) -> D
                 raise DatasetError(f"{MIRROR_ENV}={mirror} has no folder {registry['mirror_subdir']}/")
             return _verified(dataset, root, registry["files"])
         root = Path(data_dir) / dataset
-        if download:
-            download_dataset(registry, root)
+        download_dataset(registry, root)
         return _verified(dataset, root, registry["files"])
     folder = Path(dataset)
     if not folder.is_dir():

@@ -48,7 +48,7 @@ def new_run_dir(logdir: str | Path, run_name: str | None) -> Path:
 def write_json(path: Path, data: dict) -> None:
     """Write JSON atomically (temporary file, then rename)."""
     temporary = path.with_name(path.name + ".part")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, path)
 
 

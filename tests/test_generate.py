@@ -14,7 +14,15 @@ import pytest
 
 import generate
 from note_matrix import NoteMatrix
-from note_matrix.generation import MIN_NOTE_SECONDS, generate_rows, load_model, playable_events, valid_row, write_playable
+from note_matrix.generation import (
+    MIN_NOTE_SECONDS,
+    generate_rows,
+    load_model,
+    playable_events,
+    valid_row,
+    write_playable,
+)
+from note_matrix.primer import read_primer
 from tests.midi_factory import random_song
 
 
@@ -117,3 +125,11 @@ def test_generated_file_opens_at_the_output_path_only(trained_run, song_folder, 
     assert generate.main(["--seed", str(song_folder / "song3.mid"), "--model", str(trained_run), "--out", str(out),
                           "--length", "10", "--quiet"]) == 0
     assert sorted(os.listdir(tmp_path)) == ["piece.mid"]  # no temporary file left
+
+
+def test_every_pop_file_can_prime_the_card_window(mirror):
+    representation = NoteMatrix()
+    files = sorted((mirror / "pop").glob("*.midi"))
+    for path in files:
+        primer = read_primer(path, representation, 50)
+        assert primer.matrix.shape == (50, 3) and primer.tempo_us_per_beat > 0
