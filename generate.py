@@ -25,7 +25,7 @@ MAX_LENGTH = 100_000
 def positive_length(text: str) -> int:
     value = int(text)
     if not 1 <= value <= MAX_LENGTH:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_LENGTH}")
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_LENGTH:,}")
     return value
 
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Train the card's LSTM on a MIDI dataset: python train.py --dataset pop
 
-Writes logs/<run>/ (config.json, model.keras, split.json, skipped.txt, history.json and
-TensorBoard events); watch it with: tensorboard --logdir logs
+Writes logs/<run>/ (config.json, model.keras, split.json, skipped.txt, history.json, a
+checkpoint every epoch and TensorBoard events); watch it with: tensorboard --logdir logs
+
+Stopped (Ctrl-C, killed, crashed)? Continue where it stopped: python train.py --resume logs/<run>
+(--epochs N with --resume trains longer; other settings are the run's own and cannot change.)
 """
 
 from __future__ import annotations
@@ -15,13 +18,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up 
 
 from models import CELLS, ModelConfig  # noqa: E402
 from note_matrix.errors import NoteMatrixError  # noqa: E402
-from note_matrix.training import TrainConfig, train  # noqa: E402
+from note_matrix.training import TrainConfig, resume, resume_config, train  # noqa: E402
 
 MODEL_DEFAULTS = ModelConfig()
 TRAIN_DEFAULTS = TrainConfig()
 
+# argparse destination -> TrainConfig field ("model.<field>" for the ModelConfig's)
+CONFIG_FIELDS = {
+    "dataset": "dataset", "data_dir": "data_dir", "window": "window_length",
+    "validation_fraction": "validation_fraction", "test_fraction": "test_fraction", "max_files": "max_files",
+    "cell": "model.cell", "units": "model.units", "layers": "model.layers", "dropout": "model.dropout_rate",
+    "learning_rate": "model.learning_rate", "batch_size": "batch_size", "epochs": "epochs", "patience": "patience",
+    "seed": "seed", "logdir": "logdir", "run_name": "run_name", "histogram_freq": "histogram_freq",
+}
 
-def parse_args(argv=None) -> argparse.Namespace:
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default=TRAIN_DEFAULTS.dataset,
@@ -55,33 +67,58 @@ def parse_args(argv=None) -> argparse.Namespace:
     out.add_argument("--histogram-freq", type=int, default=TRAIN_DEFAULTS.histogram_freq,
                      help="write TensorBoard histograms every N epochs (default: %(default)s)")
     out.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser.parse_args(argv)
+    out.add_argument("--resume", metavar="RUN", default=None,
+                     help="continue the stopped run in folder RUN (e.g. logs/<run>) with its own settings; "
+                          "--epochs may be raised to train longer")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.resume is not None and {"logdir", "run_name"} & given_flags(argv).keys():
+        parser.error("--resume continues the run in its own folder; --logdir and --run-name do not apply")
+    return args
+
+
+def given_flags(argv=None) -> dict:
+    """Only the settings written on the command line: a second parse with defaults suppressed."""
+    parser = build_parser()
+    for action in parser._actions:  # argparse has no public list of its arguments
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_args(argv))
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    model = ModelConfig(cell=args.cell, units=args.units, layers=args.layers,
-                        dropout_rate=args.dropout, learning_rate=args.learning_rate)
-    return TrainConfig(
-        dataset=args.dataset, data_dir=args.data_dir, logdir=args.logdir, run_name=args.run_name,
-        window_length=args.window, batch_size=args.batch_size, epochs=args.epochs, patience=args.patience,
-        validation_fraction=args.validation_fraction, test_fraction=args.test_fraction, seed=args.seed,
-        max_files=args.max_files, histogram_freq=args.histogram_freq, model=model,
-    )
+    return TrainConfig().with_changes({field: getattr(args, dest) for dest, field in CONFIG_FIELDS.items()})
+
+
+def changes_from_flags(argv=None) -> dict:
+    """The settings written next to --resume, as ``TrainConfig.with_changes`` takes them."""
+    return {CONFIG_FIELDS[dest]: value for dest, value in given_flags(argv).items() if dest in CONFIG_FIELDS}
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    verbose = 0 if args.quiet else 1
     try:
-        config = config_from_args(args)
-    except ValueError as error:
+        if args.resume is None:
+            config = config_from_args(args)
+        else:
+            config = resume_config(args.resume, changes_from_flags(argv))
+    except (ValueError, NoteMatrixError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 2
     try:
-        result = train(config, verbose=0 if args.quiet else 1)
+        result = train(config, verbose=verbose) if args.resume is None else resume(args.resume, config, verbose=verbose)
     except NoteMatrixError as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 2
-    print(f"TensorBoard: tensorboard --logdir {config.logdir}")
+    except KeyboardInterrupt:
+        print("\ntrain.py: interrupted; every finished epoch is saved, "
+              "continue with: python train.py --resume <the run folder above>", file=sys.stderr)
+        return 130
+    print(f"TensorBoard: tensorboard --logdir {result.run_dir.parent}")
     print(f"Generate:    python generate.py --model {result.run_dir} --seed <song.mid>")
     return 0
 

@@ -14,27 +14,23 @@ are skipped and reported, never fatal.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from note_matrix.download import download_dataset, file_sha256
 from note_matrix.errors import DatasetError, MidiError
+from note_matrix.midi import MidiLimitError
 from note_matrix.representation import Representation
 
 MIRROR_ENV = "NOTE_MATRIX_MIRROR"
 REGISTRY_DIR = Path(__file__).with_name("registry")
 MIDI_SUFFIXES = (".mid", ".midi")
 CACHE_FORMAT = 1  # bump when the cache layout or the encoders change
-DOWNLOAD_TIMEOUT_SECONDS = 30
-DOWNLOAD_ATTEMPTS = 3
 
 
 def registered_datasets() -> list[str]:
@@ -47,14 +43,6 @@ def load_registry(name: str) -> dict:
     if not path.is_file():
         raise DatasetError(f"unknown dataset {name!r}: give one of {registered_datasets()} or a folder")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -117,57 +105,6 @@ def _verified(name: str, root: Path, expected: dict[str, str]) -> DatasetFiles:
         else:
             keys.append(key)
     return DatasetFiles(name, root, keys, skipped)
-
-
-def download_dataset(registry: dict, target: Path) -> None:
-    """Download every file of ``registry`` missing from ``target`` (or with a wrong hash).
-
-    Each file goes to ``<name>.part``, is checked against its SHA-256 and only then
-    renamed into place, so a later run never trusts a partial or corrupt file.
-    """
-    target.mkdir(parents=True, exist_ok=True)
-    wanted = [
-        (name, sha256)
-        for name, sha256 in sorted(registry["files"].items())
-        if not (target / name).is_file() or file_sha256(target / name) != sha256
-    ]
-    if not wanted:
-        return
-    failures = []
-    for name, sha256 in tqdm(wanted, desc=f"downloading {registry['name']}", unit="file"):
-        url = registry["url_pattern"].format(name=urllib.parse.quote(name))
-        error = None
-        for _attempt in range(DOWNLOAD_ATTEMPTS):
-            error = _download_file(url, target / name, sha256)
-            if error is None:
-                break
-        if error is not None:
-            failures.append(f"{name}: {error}")
-    if failures:
-        raise DatasetError(
-            f"could not download {len(failures)} of {len(wanted)} files of {registry['name']} "
-            f"(first: {failures[0]}); run again to retry, or set {MIRROR_ENV}"
-        )
-
-
-def _download_file(url: str, destination: Path, sha256: str) -> str | None:
-    """Fetch ``url`` into ``destination`` if its SHA-256 matches; the reason otherwise."""
-    partial = destination.with_name(destination.name + ".part")
-    digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
-            with open(partial, "wb") as out:
-                for block in iter(lambda: response.read(1 << 16), b""):
-                    digest.update(block)
-                    out.write(block)
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-        partial.unlink(missing_ok=True)
-        return f"download failed ({getattr(error, 'reason', None) or type(error).__name__})"
-    if digest.hexdigest() != sha256:
-        partial.unlink(missing_ok=True)
-        return "SHA-256 mismatch"
-    os.replace(partial, destination)
-    return None
 
 
 # -- encoding with a cache --------------------------------------------------------------
@@ -259,6 +196,8 @@ def _encode_one(path: Path, representation: Representation, cache: EncodingCache
             return cached
     try:
         result = representation.encode(path)
+    except MidiLimitError as error:
+        return error.reason  # depends on the limits in force, not only on the file: not cached
     except MidiError as error:
         result = error.reason
     if cache is not None and sha256:

@@ -32,6 +32,11 @@ MIN_NOTE_SECONDS = 0.02  # shorter notes (0 ticks, or a few) are merged or held 
 RELEASE_SECONDS = 0.5  # notes still sounding at the end are released this long after the last event
 
 
+# What Keras raises for a truncated, tampered or unsafe .keras file (safe mode refuses
+# lambdas and unknown classes rather than running them).
+_MODEL_FILE_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, ImportError, zipfile.BadZipFile)
+
+
 def load_model(run_dir: str | os.PathLike) -> keras.Model:
     """The run's best model, loaded in Keras safe mode, without its optimiser."""
     path = Path(run_dir) / runs.MODEL_FILE
@@ -39,8 +44,9 @@ def load_model(run_dir: str | os.PathLike) -> keras.Model:
         raise RunError(f"{run_dir}: no {runs.MODEL_FILE} (training did not finish an epoch?)")
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
-        raise RunError(f"{path}: cannot load the model ({type(error).__name__}: {error})") from None
+    except _MODEL_FILE_ERRORS as error:
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        raise RunError(f"{path}: cannot load the model ({type(error).__name__}: {first_line})") from None
 
 
 def valid_row(row: np.ndarray, representation: NoteMatrix) -> np.ndarray:

@@ -4,26 +4,84 @@ A file is read into :class:`MidiNotes`: every note-on and note-off of every non-
 channel, all tracks merged in time order, with absolute onsets in seconds computed from
 the file's tempo map (or its SMPTE time division). Nothing here scales or encodes:
 that is the job of a representation (``note_matrix.representation``).
+
+Reading either returns the notes or raises ``MidiError`` naming the file and the reason,
+whatever the bytes are. The file's chunk structure is checked here (header, declared
+lengths against the file's size, unknown chunks skipped as the standard says), then
+mido decodes the events of each track chunk on its own, so an event can never run from
+one track into the next. Three caps (``ReadLimits``) keep a hostile file from hanging a
+run or filling memory.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mido
 import numpy as np
+from mido.midifiles.meta import KeySignatureError
+from mido.midifiles.midifiles import read_track
 
-from note_matrix.errors import MidiError
+from note_matrix.errors import MidiError, NoteMatrixError
 
 DRUM_CHANNEL = 9  # channel 10 in General MIDI's 1-based numbering
 DEFAULT_TEMPO_US_PER_BEAT = 500_000  # 120 beats per minute, the MIDI default
 DEFAULT_TICKS_PER_BEAT = 960  # used when writing: one tick is 0.52 ms at 120 bpm
+SMPTE_FRAME_RATES = (24, 25, 29, 30)  # 29 stands for 29.97 (drop-frame)
 
-# What mido raises on malformed bytes (it has no exception class of its own).
-_MIDO_PARSE_ERRORS = (EOFError, OSError, ValueError, KeyError, IndexError, TypeError)
+# What mido raises on malformed event bytes (it has no exception class of its own).
+_MIDO_EVENT_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, KeySignatureError)
+
+
+class MidiLimitError(MidiError):
+    """A file refused because it exceeds one of the ``ReadLimits``.
+
+    Unlike other ``MidiError``s this depends on settings, not only on the file, so the
+    encoding cache does not remember it.
+    """
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Caps on one file, each overridable by an environment variable.
+
+    ``max_file_bytes`` (``NOTE_MATRIX_MAX_FILE_BYTES``, 8 MiB): larger files are refused
+    before they are read. ``max_events`` (``NOTE_MATRIX_MAX_EVENTS``, 500,000, about
+    125 MB of parsed events): reading stops there. ``max_seconds``
+    (``NOTE_MATRIX_MAX_PARSE_SECONDS``, 10 s): reading stops after this long. For scale:
+    the largest pop file has 912 events, the largest Nottingham file about 1,300, and
+    a typical file reads in a few milliseconds.
+    """
+
+    max_file_bytes: int = 8 * 2**20
+    max_events: int = 500_000
+    max_seconds: float = 10.0
+
+    ENV = {
+        "max_file_bytes": ("NOTE_MATRIX_MAX_FILE_BYTES", int),
+        "max_events": ("NOTE_MATRIX_MAX_EVENTS", int),
+        "max_seconds": ("NOTE_MATRIX_MAX_PARSE_SECONDS", float),
+    }
+
+    @classmethod
+    def from_env(cls) -> ReadLimits:
+        """The defaults, with any of the three environment variables applied."""
+        values = {}
+        for name, (variable, kind) in cls.ENV.items():
+            text = os.environ.get(variable)
+            if text:
+                try:
+                    values[name] = kind(text)
+                except ValueError:
+                    raise NoteMatrixError(f"{variable}={text!r} is not a number") from None
+                if values[name] <= 0:
+                    raise NoteMatrixError(f"{variable} must be positive, got {text}")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -47,8 +105,15 @@ class MidiNotes:
         return len(self.pitch)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, limits: ReadLimits) -> bytes:
     try:
+        size = path.stat().st_size
+        if path.is_dir():
+            raise IsADirectoryError
+        if size > limits.max_file_bytes:
+            raise MidiLimitError(
+                path, f"{size:,} bytes, over the {limits.max_file_bytes:,}-byte limit (NOTE_MATRIX_MAX_FILE_BYTES)"
+            )
         data = path.read_bytes()
     except IsADirectoryError:
         raise MidiError(path, "is a directory, not a file") from None
@@ -66,18 +131,100 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def _parse(path: Path, data: bytes) -> mido.MidiFile:
+@dataclass(frozen=True)
+class _Header:
+    format: int
+    division: int  # ticks per beat, or negative: SMPTE (see _seconds_per_tick_smpte)
+    track_chunks: list[bytes]  # each a whole MTrk chunk, header included
+    trailing_bytes: int  # bytes after the last announced track, ignored
+
+
+def _split_chunks(path: Path, data: bytes) -> _Header:
+    """Check the header and the chunk lengths; the MTrk chunks the header announces."""
+    if len(data) < 14:
+        raise MidiError(path, f"truncated header ({len(data)} bytes, a MIDI header needs 14)")
+    (header_length,) = struct.unpack(">I", data[4:8])
+    if header_length < 6 or 8 + header_length > len(data):
+        raise MidiError(path, f"invalid header length {header_length}")
+    midi_format, track_count, division = struct.unpack(">HHh", data[8:14])
+    if midi_format > 2:
+        raise MidiError(path, f"unknown MIDI format {midi_format} (0, 1 and 2 exist)")
+    if division == 0:
+        raise MidiError(path, "invalid time division 0")
+    if division < 0 and (-(division >> 8) not in SMPTE_FRAME_RATES or division & 0xFF == 0):
+        raise MidiError(path, f"invalid SMPTE time division 0x{division & 0xFFFF:04x}")
+    chunks = []
+    position = 8 + header_length
+    while len(chunks) < track_count:
+        if position + 8 > len(data):
+            raise MidiError(
+                path, f"truncated: the header announces {track_count} tracks, the file ends after {len(chunks)}"
+            )
+        kind = data[position : position + 4]
+        if not (kind.isascii() and kind.isalpha()):
+            raise MidiError(path, f"no chunk at byte {position} (found {kind!r}): corrupt file")
+        (length,) = struct.unpack(">I", data[position + 4 : position + 8])
+        end = position + 8 + length
+        if end > len(data):
+            raise MidiError(
+                path,
+                f"truncated: track chunk {len(chunks)} declares {length:,} bytes, "
+                f"only {len(data) - position - 8:,} remain in the file",
+            )
+        if kind == b"MTrk":
+            chunks.append(data[position:end])
+        # else: an unknown chunk type, which the standard says to skip
+        position = end
+    return _Header(midi_format, division, chunks, len(data) - position)
+
+
+class _GuardedChunk(io.BytesIO):
+    """One track chunk for mido's reader, stopping it at the time and event limits.
+
+    mido's ``read_track`` calls ``tell()`` once per event, so that is where the
+    budget is counted.
+    """
+
+    def __init__(self, chunk: bytes, budget: _Budget):
+        super().__init__(chunk)
+        self.budget = budget
+
+    def tell(self) -> int:
+        self.budget.spend()
+        return super().tell()
+
+
+class _Budget:
+    def __init__(self, path: Path, limits: ReadLimits):
+        self.path = path
+        self.limits = limits
+        self.events_left = limits.max_events
+        self.deadline = time.monotonic() + limits.max_seconds
+
+    def spend(self) -> None:
+        self.events_left -= 1
+        if self.events_left < 0:
+            raise MidiLimitError(
+                self.path, f"more than {self.limits.max_events:,} events (NOTE_MATRIX_MAX_EVENTS)"
+            )
+        if time.monotonic() > self.deadline:
+            raise MidiLimitError(
+                self.path, f"reading took more than {self.limits.max_seconds:g} s (NOTE_MATRIX_MAX_PARSE_SECONDS)"
+            )
+
+
+def _decode_track(path: Path, index: int, chunk: bytes, budget: _Budget) -> mido.MidiTrack:
+    budget.events_left += 2  # read_track also calls tell() before its first event and after its last
     try:
-        return mido.MidiFile(file=io.BytesIO(data))
-    except _MIDO_PARSE_ERRORS as error:
-        reason = str(error) or type(error).__name__
-        if isinstance(error, EOFError):
-            reason = "truncated (unexpected end of file)"
-        raise MidiError(path, f"malformed MIDI: {reason}") from None
+        return read_track(_GuardedChunk(chunk, budget))
+    except EOFError:
+        raise MidiError(path, f"track {index}: an event runs past the end of its track chunk") from None
+    except _MIDO_EVENT_ERRORS as error:
+        raise MidiError(path, f"track {index}: invalid event ({error or type(error).__name__})") from None
 
 
 def _seconds_per_tick_smpte(division: int) -> float:
-    """``division`` as mido reads it (signed): high byte -frames per second, low byte ticks per frame."""
+    """``division`` as read (signed): high byte -frames per second, low byte ticks per frame."""
     frames_per_second = -(division >> 8)
     ticks_per_frame = division & 0xFF
     if frames_per_second == 29:
@@ -85,27 +232,26 @@ def _seconds_per_tick_smpte(division: int) -> float:
     return 1.0 / (frames_per_second * ticks_per_frame)
 
 
-def read_midi(path: str | os.PathLike) -> MidiNotes:
+def read_midi(path: str | os.PathLike, limits: ReadLimits | None = None) -> MidiNotes:
     """Read the note events of a type 0 or type 1 MIDI file.
 
     Raises ``MidiError`` (naming the file and the reason) for anything that is not a
-    readable MIDI file. A valid file with no notes gives empty arrays.
+    readable MIDI file, ``MidiLimitError`` for one over ``limits`` (default:
+    ``ReadLimits.from_env()``). A valid file with no notes gives empty arrays.
     """
     path = Path(path)
-    midi = _parse(path, _read_bytes(path))
-    if midi.type == 2:
+    limits = limits or ReadLimits.from_env()
+    header = _split_chunks(path, _read_bytes(path, limits))
+    if header.format == 2:
         raise MidiError(path, "type 2 MIDI (independent sequences per track) is not supported")
-    division = midi.ticks_per_beat  # negative for SMPTE time division
-    smpte = division < 0
-    if division == 0 or (smpte and division & 0xFF == 0):
-        raise MidiError(path, f"invalid time division {division}")
+    budget = _Budget(path, limits)
 
     events = []  # (tick, track, position, pitch, velocity)
-    tempo_changes = []  # (tick, position-in-merge, tempo)
+    tempo_changes = []  # (tick, track, position, tempo)
     drum_messages = 0
-    for track_index, track in enumerate(midi.tracks):
+    for track_index, chunk in enumerate(header.track_chunks):
         tick = 0
-        for position, message in enumerate(track):
+        for position, message in enumerate(_decode_track(path, track_index, chunk, budget)):
             tick += message.time
             if message.type == "set_tempo":
                 tempo_changes.append((tick, track_index, position, message.tempo))
@@ -116,6 +262,8 @@ def read_midi(path: str | os.PathLike) -> MidiNotes:
                 velocity = message.velocity if message.type == "note_on" else 0
                 events.append((tick, track_index, position, message.note, velocity))
 
+    division = header.division
+    smpte = division < 0
     ticks = np.array([e[0] for e in events], dtype=np.int64)
     if smpte:
         seconds = ticks * _seconds_per_tick_smpte(division)
@@ -132,7 +280,7 @@ def read_midi(path: str | os.PathLike) -> MidiNotes:
         velocity=np.array([e[4] for e in events], dtype=np.int16)[order],
         ticks_per_beat=None if smpte else division,
         tempo_us_per_beat=tempo,
-        dropped={"drum_messages": drum_messages},
+        dropped={"drum_messages": drum_messages, "trailing_bytes": header.trailing_bytes},
     )
 
 

@@ -7,14 +7,24 @@
     logs/<run>/model.keras    the best model by validation loss (Keras format, no pickle)
     logs/<run>/split.json     which files went to train / validation / test (seeded)
     logs/<run>/skipped.txt    files left out and why, one per line
-    logs/<run>/history.json   per-epoch losses and metrics
+    logs/<run>/history.json   per-epoch losses and metrics (rewritten every epoch)
+    logs/<run>/checkpoint.json        what ``train.py --resume`` needs: epochs done, the
+                              checkpoint's file name, best value and epoch, history,
+                              TensorBoard step counters, dropout random state
+    logs/<run>/checkpoint-NNNN.keras  the model and optimizer after epoch NNNN (the last one)
     logs/<run>/train/, validation/   TensorBoard events
+
+Every file is written whole or not at all: to a temporary ``*.part`` / ``*.part.keras``
+name in the same folder, flushed to disk, then renamed over the old one, so a process
+killed at any moment leaves the previous or the new file, never a truncated one. Leftover
+temporary files are removed when the run is resumed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,6 +35,9 @@ MODEL_FILE = "model.keras"
 SPLIT_FILE = "split.json"
 SKIP_FILE = "skipped.txt"
 HISTORY_FILE = "history.json"
+CHECKPOINT_FILE = "checkpoint.json"
+CHECKPOINT_FORMAT = 1
+PARTIAL_SUFFIXES = (".part", ".part.keras")  # temporary names, never complete files
 
 
 def new_run_dir(logdir: str | Path, run_name: str | None) -> Path:
@@ -46,10 +59,82 @@ def new_run_dir(logdir: str | Path, run_name: str | None) -> Path:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    temporary = path.with_name(path.name + ".part")
-    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    """Write JSON atomically (temporary file, flushed, then renamed over ``path``)."""
+    text = json.dumps(data, indent=2) + "\n"
+    _replace_atomically(path, path.with_name(path.name + ".part"), lambda part: part.write_text(text, "utf-8"))
+
+
+def save_model(model, path: Path) -> None:
+    """``model.save(path)`` (Keras format, optimizer included), atomically.
+
+    Keras insists on the ``.keras`` suffix, so the temporary file is ``<stem>.part.keras``.
+    """
+    path = Path(path)
+    _replace_atomically(path, path.with_name(path.stem + ".part.keras"), model.save)
+
+
+def copy_file(source: Path, destination: Path) -> None:
+    """Copy ``source`` over ``destination`` atomically (same temporary names as the writers)."""
+    destination = Path(destination)
+    temporary = destination.with_name(destination.stem + ".part" + destination.suffix)
+    _replace_atomically(destination, temporary, lambda path: shutil.copyfile(source, path))
+
+
+def _replace_atomically(path: Path, temporary: Path, write) -> None:
+    """``write(temporary)``, flush it to disk, rename it to ``path``; never leave ``temporary``."""
+    try:
+        write(temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # only still there if something above failed
+
+
+def is_partial(path: Path) -> bool:
+    """A temporary file left by a writer that was killed: incomplete by design."""
+    return path.name.endswith(PARTIAL_SUFFIXES)
+
+
+def checkpoint_name(epochs_done: int) -> str:
+    """The file name of the checkpoint taken after ``epochs_done`` epochs."""
+    return f"checkpoint-{epochs_done:04d}.keras"
+
+
+def read_checkpoint(run_dir: Path) -> dict:
+    """``checkpoint.json`` of a run, checked to name a checkpoint file that exists."""
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT_FILE
+    if not path.is_file():
+        raise RunError(
+            f"{run_dir}: no checkpoint to resume from (training stopped before its first epoch ended); "
+            "delete the folder and train again"
+        )
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunError(f"{path}: unreadable checkpoint ({error})") from None
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path}: checkpoint format {state.get('format')!r}, this version reads {CHECKPOINT_FORMAT}")
+    if not (run_dir / state["model"]).is_file():
+        raise RunError(f"{path}: names {state['model']}, which is missing")
+    return state
+
+
+def remove_stale_files(run_dir: Path, keep: str) -> None:
+    """Delete temporary files and every checkpoint model but ``keep`` (the committed one)."""
+    for path in Path(run_dir).iterdir():
+        stale_checkpoint = path.name.startswith("checkpoint-") and path.suffix == ".keras" and path.name != keep
+        if path.is_file() and (is_partial(path) or stale_checkpoint):
+            path.unlink()
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON in ``path``, or None if it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def read_config(run_dir: Path) -> dict:

@@ -15,21 +15,28 @@ tags. What a run shows (seed 003, figures 4 and 6 to 11):
   in ``validation``;
 - the model graph: TensorFlow's op graph under the TensorFlow backend, the layer graph
   under other backends.
+
+A resumed run continues the batch step numbers of the interrupted one, after removing from
+the event files whatever the killed process logged after its last checkpoint (the epoch
+it was in the middle of), so no step is shown twice.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
+from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto.attr_value_pb2 import AttrValue
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.graph_pb2 import GraphDef
 from tensorboard.compat.proto.node_def_pb2 import NodeDef
 from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 HISTOGRAM_BINS = 30
 
@@ -108,34 +115,53 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
     ``probe_windows``: ``(batch, window, features)``, the fixed validation batch whose
     layer outputs are histogrammed every ``histogram_freq`` epochs.
+    ``train_step``, ``validation_step``, ``initial_epoch``: batches and epochs the
+    interrupted process of a resumed run had logged at its last checkpoint (0 for a new
+    run); numbering goes on from there, and anything it logged later is discarded.
     """
 
-    def __init__(self, log_dir: str | Path, probe_windows: np.ndarray, histogram_freq: int = 1):
+    def __init__(
+        self,
+        log_dir: str | Path,
+        probe_windows: np.ndarray,
+        histogram_freq: int = 1,
+        *,
+        train_step: int = 0,
+        validation_step: int = 0,
+        initial_epoch: int = 0,
+    ):
         super().__init__()
         self.log_dir = Path(log_dir)
         self.probe_windows = np.asarray(probe_windows, dtype=np.float32)
         self.histogram_freq = histogram_freq
-        self._train_step = 0
-        self._validation_step = 0
+        self.train_step = train_step
+        self.validation_step = validation_step
+        self.initial_epoch = initial_epoch
+        self._resumed = initial_epoch > 0
 
     def on_train_begin(self, logs=None):
+        if self._resumed:
+            discard_events_after(
+                self.log_dir, train_step=self.train_step, validation_step=self.validation_step, epochs_done=self.initial_epoch
+            )
         self.train_writer = SummaryWriter(self.log_dir / "train")
         self.validation_writer = SummaryWriter(self.log_dir / "validation")
-        self.train_writer.graph(model_graph(self.model))
+        if not self._resumed:  # a resumed run has its graph already
+            self.train_writer.graph(model_graph(self.model))
         self._probe = keras.Model(self.model.input, [layer.output for layer in self._probed_layers()])
 
     def _probed_layers(self):
         return [layer for layer in self.model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
     def on_train_batch_end(self, batch, logs=None):
-        self._train_step += 1
+        self.train_step += 1
         for name, value in _numbers(logs):
-            self.train_writer.scalar(f"batch_{name}", value, self._train_step)
+            self.train_writer.scalar(f"batch_{name}", value, self.train_step)
 
     def on_test_batch_end(self, batch, logs=None):
-        self._validation_step += 1
+        self.validation_step += 1
         for name, value in _numbers(logs):
-            self.validation_writer.scalar(f"batch_{name}", value, self._validation_step)
+            self.validation_writer.scalar(f"batch_{name}", value, self.validation_step)
 
     def on_epoch_end(self, epoch, logs=None):
         for name, value in _numbers(logs):
@@ -159,6 +185,36 @@ class TensorBoardLogger(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self.train_writer.close()
         self.validation_writer.close()
+
+
+def discard_events_after(log_dir: str | Path, *, train_step: int, validation_step: int, epochs_done: int) -> None:
+    """Remove the events an interrupted run logged after its last checkpoint.
+
+    Batch scalars (``batch_*``) are kept up to ``train_step`` / ``validation_step``,
+    per-epoch scalars and histograms for the first ``epochs_done`` epochs; file headers
+    and the graph are kept. Each event file is rewritten only if something goes (or its
+    last record was cut short by the kill), atomically.
+    """
+    for run, batch_limit in (("train", train_step), ("validation", validation_step)):
+        for path in sorted((Path(log_dir) / run).glob("events.out.tfevents.*")):
+            records = list(RawEventFileLoader(str(path)).Load())
+            kept = [record for record in records if _keep(Event.FromString(record), batch_limit, epochs_done)]
+            whole = sum(len(record) + 16 for record in records) == path.stat().st_size  # 16: length and CRCs
+            if len(kept) < len(records) or not whole:
+                temporary = path.with_name(path.name + ".part")
+                with open(temporary, "wb") as handle:
+                    writer = RecordWriter(handle)
+                    for record in kept:
+                        writer.write(record)
+                os.replace(temporary, path)
+
+
+def _keep(event: Event, batch_limit: int, epochs_done: int) -> bool:
+    if not event.HasField("summary"):
+        return True  # the file version header, the graph
+    if all(value.tag.startswith("batch_") for value in event.summary.value):
+        return event.step <= batch_limit
+    return event.step < epochs_done
 
 
 def _numbers(logs):

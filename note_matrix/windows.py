@@ -44,7 +44,13 @@ class WindowIndex:
 
 
 class WindowBatches(keras.utils.PyDataset):
-    """Batches of windows for ``model.fit``, reshuffled (seeded) every epoch if asked."""
+    """Batches of windows for ``model.fit``, in an order that depends only on (seed, epoch).
+
+    With ``shuffle``, epoch ``e`` visits the windows in a permutation seeded by
+    ``(seed, e)``, so a resumed run sees exactly the batches an uninterrupted one would.
+    ``fit`` should pin the epoch with the ``ShuffleEpochs`` callback: Keras also calls
+    ``on_epoch_end`` once before the first epoch, so counting its calls would be off.
+    """
 
     def __init__(self, index: WindowIndex, batch_size: int, *, shuffle: bool, seed: int = 0):
         super().__init__()
@@ -53,8 +59,16 @@ class WindowBatches(keras.utils.PyDataset):
         self.index = index
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self._rng = np.random.default_rng(seed)
-        self._order = self._rng.permutation(len(index)) if shuffle else np.arange(len(index))
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s order (the same in every process for the same seed)."""
+        self.epoch = epoch
+        if self.shuffle:
+            self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.index))
+        else:
+            self._order = np.arange(len(self.index))
 
     def __len__(self) -> int:
         return math.ceil(len(self.index) / self.batch_size)
@@ -64,5 +78,15 @@ class WindowBatches(keras.utils.PyDataset):
         return self.index.batch(ids)
 
     def on_epoch_end(self) -> None:
-        if self.shuffle:
-            self._order = self._rng.permutation(len(self.index))
+        self.set_epoch(self.epoch + 1)
+
+
+class ShuffleEpochs(keras.callbacks.Callback):
+    """Sets ``batches`` to the epoch ``fit`` is about to run (``initial_epoch`` included)."""
+
+    def __init__(self, batches: WindowBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.set_epoch(epoch)

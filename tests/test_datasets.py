@@ -1,11 +1,7 @@
-"""Finding, downloading, encoding (with the cache), splitting and windowing datasets."""
+"""Finding, encoding (with the cache), splitting and windowing datasets (downloads: test_downloads.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import http.server
-import threading
-import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +97,18 @@ def test_second_encoding_reads_the_cache_and_parses_nothing(tmp_path, monkeypatc
         ds.encode_dataset(files, NoteMatrix(time_scale_seconds=0.5), tmp_path / "data", progress=False)
 
 
+def test_files_over_a_limit_are_skipped_but_not_cached(tmp_path, monkeypatch):
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    random_song(folder / "long.mid", np.random.default_rng(0), 60)
+    files = ds.resolve_dataset(str(folder), tmp_path / "data")
+    monkeypatch.setenv("NOTE_MATRIX_MAX_EVENTS", "50")
+    limited = ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", progress=False)
+    assert "more than 50 events (NOTE_MATRIX_MAX_EVENTS)" in limited.skipped["long.mid"]
+    monkeypatch.delenv("NOTE_MATRIX_MAX_EVENTS")
+    assert list(ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", progress=False).arrays) == ["long.mid"]
+
+
 def test_windows_do_not_copy_the_data_or_cross_songs():
     songs = [np.full((n, 3), i, dtype=np.float32) + np.arange(n, dtype=np.float32)[:, None] / 1000 for i, n in
              enumerate([60, 51, 50, 75])]
@@ -125,78 +133,6 @@ def test_window_batches_cover_every_window_once_per_epoch():
     first_order = batches[0][1].copy()
     batches.on_epoch_end()
     assert not np.array_equal(batches[0][1], first_order)
-
-
-# -- downloads against a local HTTP server ------------------------------------------
-
-
-class _Server:
-    def __init__(self, files: dict[str, bytes]):
-        self.files = files
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.requests.append(self.path)
-                name = urllib.parse.unquote(self.path.lstrip("/"))
-                body = server.files.get(name)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server():
-    rng = np.random.default_rng(2)
-    files = {"a song.mid": rng.bytes(3000), "b's song.mid": rng.bytes(2000)}
-    srv = _Server(files)
-    yield srv
-    srv.close()
-
-
-def _registry(server, files):
-    return {"name": "test", "url_pattern": server.url + "/{name}", "files": files}
-
-
-def test_download_checks_sha256_and_happens_once(server, tmp_path):
-    expected = {name: hashlib.sha256(body).hexdigest() for name, body in server.files.items()}
-    target = tmp_path / "test"
-    ds.download_dataset(_registry(server, expected), target)
-    for name, body in server.files.items():
-        assert (target / name).read_bytes() == body
-    assert sorted(server.requests) == ["/a%20song.mid", "/b%27s%20song.mid"]
-    ds.download_dataset(_registry(server, expected), target)
-    assert len(server.requests) == 2  # nothing downloaded again
-    assert not list(target.glob("*.part"))
-
-
-def test_download_with_wrong_checksum_leaves_nothing_behind(server, tmp_path):
-    wrong = {name: "0" * 64 for name in server.files}
-    target = tmp_path / "test"
-    with pytest.raises(DatasetError, match="could not download 2 of 2 files of test .*SHA-256 mismatch"):
-        ds.download_dataset(_registry(server, wrong), target)
-    assert list(target.iterdir()) == []
-
-
-def test_download_of_a_missing_file_is_a_clear_error(server, tmp_path):
-    with pytest.raises(DatasetError, match="missing.mid: download failed"):
-        ds.download_dataset(_registry(server, {"missing.mid": "0" * 64}), tmp_path / "test")
 
 
 # -- registered datasets and the mirror ---------------------------------------------

@@ -1,0 +1,440 @@
+"""Verified downloads and safe archive extraction for registered datasets.
+
+A registry entry (``registry/<name>.json``) says where its files come from in one of
+two ways; ``files`` (path relative to ``data/<name>/`` -> SHA-256) is required in both::
+
+    # one download per file; {name} is replaced by the URL-quoted key of "files"
+    "url_pattern": "https://host/pinned/commit/MIDI/{name}",
+    "files": {"song.mid": "<sha256>", ...}
+
+    # one archive (.zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz; told apart by content)
+    "archive": {
+        "url": "https://host/dataset-1.0.tar.gz",
+        "sha256": "<SHA-256 of the archive file>",
+        "subfolder": "dataset-1.0/MIDI"     # optional: keep only this folder of the archive
+    },
+    "files": {"song.mid": "<sha256>", ...}  # relative to "subfolder" when it is given
+
+What a download guarantees:
+
+- Nothing untrusted is left behind. A file streams into ``<file>.part`` beside its
+  destination and is hashed while it streams; it is renamed into place only when as many
+  bytes arrived as the server announced and the SHA-256 matches the registry. On any
+  failure (HTTP error, refused or dropped connection, timeout, mismatch, interruption)
+  the ``.part`` is deleted. A ``.part`` left by a killed run is overwritten, never read.
+- Retries restart from the first byte (no HTTP ``Range`` resume): up to
+  ``DOWNLOAD_ATTEMPTS`` attempts, waiting ``RETRY_DELAY_SECONDS`` (doubled each time)
+  between them. Errors a retry cannot fix are not retried: HTTP 4xx other than 408 and
+  429, and a SHA-256 mismatch after a complete transfer (the upstream file changed).
+- Files already present with the right SHA-256 are not fetched again.
+- An archive is downloaded the same way, then extracted by ``safe_extract``: every member
+  is checked before anything is written, into a staging folder that is renamed into place
+  only when every member was written. The archive file is deleted afterwards.
+
+Failures raise ``DatasetError`` with one line naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import lzma
+import os
+import re
+import shutil
+import stat
+import tarfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from tqdm import tqdm
+
+from note_matrix.errors import DatasetError
+
+DOWNLOAD_TIMEOUT_SECONDS = 30  # longest wait for a connection or for the next bytes
+DOWNLOAD_ATTEMPTS = 3
+RETRY_DELAY_SECONDS = 1.0  # before the second attempt; doubled before each later one
+BLOCK_BYTES = 1 << 16
+MIRROR_HINT = "run again to retry, or set NOTE_MATRIX_MIRROR to a local copy"
+_RETRYABLE_HTTP_CODES = {408, 429}  # besides every 5xx
+_DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+# NotImplementedError: a zip compression method this Python cannot read (deflate64, ...)
+_ARCHIVE_ERRORS = (
+    OSError, EOFError, NotImplementedError, zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError
+)
+
+
+class _AttemptFailed(Exception):
+    """One failed download attempt: ``reason`` for the message; whether a retry may help."""
+
+    def __init__(self, reason: str, *, retryable: bool = True):
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+# -- datasets -------------------------------------------------------------------------
+
+
+def download_dataset(registry: dict, target: Path) -> None:
+    """Make ``target`` hold every file of ``registry`` with its SHA-256; fetch what is not.
+
+    Per-file entries fetch only the missing or wrong files into ``target``; archive
+    entries fetch and extract the archive (replacing ``target``) unless every file is
+    already there and correct.
+    """
+    target = Path(target)
+    if "archive" in registry:
+        _download_archive(registry, target)
+    elif "url_pattern" in registry:
+        _download_files(registry, target)
+    else:
+        raise DatasetError(f"registry entry {registry.get('name')!r} has neither 'url_pattern' nor 'archive'")
+
+
+def _download_files(registry: dict, target: Path) -> None:
+    """Fetch each missing or wrong file from ``url_pattern``, one verified download each."""
+    wanted = _missing_or_wrong(target, registry["files"])
+    if not wanted:
+        return
+    failures = []
+    for name in tqdm(wanted, desc=f"downloading {registry['name']}", unit="file"):
+        url = registry["url_pattern"].format(name=urllib.parse.quote(name))
+        try:
+            fetch_verified(url, target / name, registry["files"][name])
+        except DatasetError as error:
+            failures.append(str(error))
+    if failures:
+        raise DatasetError(
+            f"could not download {len(failures)} of {len(wanted)} files of {registry['name']} "
+            f"(first: {failures[0]}); {MIRROR_HINT}"
+        )
+
+
+def _download_archive(registry: dict, target: Path) -> None:
+    """Fetch the registry's archive, extract it over ``target``, check the files it gave."""
+    if not _missing_or_wrong(target, registry["files"]):
+        return
+    spec = registry["archive"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    archive_path = target.with_name(f".{target.name}-{_url_basename(spec['url'])}")
+    try:
+        fetch_verified(spec["url"], archive_path, spec["sha256"], progress=f"downloading {registry['name']}")
+        safe_extract(archive_path, target, subfolder=spec.get("subfolder"), replace=True)
+    except DatasetError as error:
+        raise DatasetError(f"could not download {registry['name']}: {error}; {MIRROR_HINT}") from error
+    finally:
+        archive_path.unlink(missing_ok=True)
+    wrong = _missing_or_wrong(target, registry["files"])
+    if wrong:
+        raise DatasetError(
+            f"the archive of {registry['name']} lacks {len(wrong)} of its registered files or "
+            f"holds them with another SHA-256 (first: {wrong[0]}): the registry entry is wrong"
+        )
+
+
+def _missing_or_wrong(target: Path, files: dict[str, str]) -> list[str]:
+    """Sorted names of ``files`` absent from ``target`` or whose SHA-256 differs."""
+    for name in files:
+        reason = unsafe_path_reason(name)
+        if reason:
+            raise DatasetError(f"registry file name {name!r} is unsafe: {reason}")
+    return [
+        name
+        for name, sha256 in sorted(files.items())
+        if not (target / name).is_file() or file_sha256(target / name) != sha256
+    ]
+
+
+def _url_basename(url: str) -> str:
+    """The last path segment of ``url`` (``"archive"`` when it has none usable)."""
+    name = PurePosixPath(urllib.parse.urlparse(url).path).name
+    return name if name not in ("", ".", "..") else "archive"
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- one verified file ----------------------------------------------------------------
+
+
+def fetch_verified(url: str, destination: Path, sha256: str, *, progress: str | None = None) -> bool:
+    """Download ``url`` to ``destination`` only if its SHA-256 is ``sha256``.
+
+    Returns False when ``destination`` already holds the right bytes (nothing fetched),
+    True after a download. ``progress``, when given, is the label of a bytes progress bar.
+    Raises ``DatasetError("<destination name>: <reason>")`` after the last failed attempt.
+    """
+    destination = Path(destination)
+    if destination.is_file() and file_sha256(destination) == sha256:
+        return False
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            _fetch_once(url, destination, sha256, progress)
+            return True
+        except _AttemptFailed as failure:
+            if not failure.retryable or attempts == DOWNLOAD_ATTEMPTS:
+                tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+                raise DatasetError(f"{destination.name}: {failure.reason}{tries}") from failure
+        time.sleep(RETRY_DELAY_SECONDS * 2 ** (attempts - 1))
+
+
+def _fetch_once(url: str, destination: Path, sha256: str, progress: str | None) -> None:
+    """One attempt: stream into ``<destination>.part``, verify, rename; never leave the .part."""
+    partial = destination.with_name(destination.name + ".part")
+    try:
+        digest = _stream(url, partial, progress)
+        if digest != sha256:
+            raise _AttemptFailed(
+                f"SHA-256 mismatch (got {digest[:12]}..., the registry says {sha256[:12]}...)", retryable=False
+            )
+        os.replace(partial, destination)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _stream(url: str, partial: Path, progress: str | None) -> str:
+    """Write the body of ``url`` to ``partial`` (truncating it); its SHA-256 as hex.
+
+    Raises ``_AttemptFailed`` when the request fails, the connection drops or stalls for
+    ``DOWNLOAD_TIMEOUT_SECONDS``, or fewer bytes arrive than the Content-Length announced
+    (``http.client`` then just reports the end of the body, so the bytes are counted here).
+    """
+    digest = hashlib.sha256()
+    received, announced = 0, None
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response, open(partial, "wb") as out:
+            announced = _content_length(response)
+            with tqdm(total=announced, unit="B", unit_scale=True, desc=progress, disable=progress is None) as bar:
+                for block in iter(lambda: response.read(BLOCK_BYTES), b""):
+                    digest.update(block)
+                    out.write(block)
+                    received += len(block)
+                    bar.update(len(block))
+    except urllib.error.HTTPError as error:
+        retryable = error.code >= 500 or error.code in _RETRYABLE_HTTP_CODES
+        raise _AttemptFailed(f"download failed (HTTP {error.code} {error.reason})", retryable=retryable) from error
+    except urllib.error.URLError as error:
+        raise _AttemptFailed(f"download failed (cannot connect: {error.reason})") from error
+    except http.client.IncompleteRead as error:
+        raise _AttemptFailed(f"connection dropped after {received + len(error.partial)} bytes") from error
+    except http.client.HTTPException as error:
+        raise _AttemptFailed(f"download failed (bad HTTP response: {type(error).__name__})") from error
+    except TimeoutError as error:
+        raise _AttemptFailed(f"timed out (no data for {DOWNLOAD_TIMEOUT_SECONDS} s)") from error
+    except OSError as error:
+        raise _AttemptFailed(f"download failed ({type(error).__name__}: {error})") from error
+    if announced is not None and received != announced:
+        raise _AttemptFailed(f"connection dropped after {received} of {announced} bytes")
+    return digest.hexdigest()
+
+
+def _content_length(response) -> int | None:
+    """The announced body size in bytes, or None when the server did not say."""
+    value = response.headers.get("Content-Length")
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+# -- safe archive extraction ----------------------------------------------------------
+
+
+def unsafe_path_reason(name: str) -> str | None:
+    """Why ``name`` could point outside the folder it is joined to, or None if it cannot.
+
+    Backslashes count as separators (archives written on Windows use them).
+    """
+    posix = name.replace("\\", "/")
+    if "\x00" in name:
+        return "NUL character in the name"
+    if posix.startswith("/"):
+        return "absolute path"
+    if _DRIVE_LETTER.match(posix):
+        return "drive letter"
+    if ".." in posix.split("/"):
+        return "'..' component"
+    return None
+
+
+@dataclass(frozen=True)
+class _Member:
+    """An archive member: its stored name, its kind and how to read a file's bytes."""
+
+    name: str
+    kind: str  # "file", "folder", or what makes it refused ("symbolic link", ...)
+    open: Callable[[], IO[bytes]]
+
+
+def safe_extract(archive_path: Path, target: Path, *, subfolder: str | None = None, replace: bool = False) -> None:
+    """Extract a .zip or .tar (.gz, .bz2, .xz) archive into the folder ``target``.
+
+    Every member is checked before anything is written; a member with an absolute path,
+    a drive letter, a ``..`` component, or that is a symbolic or hard link, a device, a
+    fifo, a socket or an encrypted zip entry, makes the whole archive refused with
+    ``DatasetError("<archive>: refusing member '<name>': <reason>")``. With ``subfolder``,
+    only that folder of the archive is kept and becomes ``target`` (members elsewhere are
+    still checked). Files are written into ``.<target name>.extracting`` beside
+    ``target`` (only regular files and folders are ever created there, so nothing can
+    lead out of it) and that folder is renamed to ``target`` only when all succeeded:
+    a failure leaves neither ``target`` nor the staging folder. An existing ``target``
+    is an error unless ``replace``, which swaps it for the new one.
+    """
+    archive_path, target = Path(archive_path), Path(target)
+    if (target.exists() or target.is_symlink()) and not replace:
+        raise DatasetError(f"{target}: already exists; not extracting {archive_path.name} over it")
+    keep = _subfolder_parts(archive_path, subfolder)
+    with contextlib.ExitStack() as stack:
+        members = _open_members(archive_path, stack)
+        plan = _plan_extraction(archive_path, members, keep)
+        staging = target.with_name(f".{target.name}.extracting")
+        _remove(staging)  # left by a killed run: never trusted
+        try:
+            staging.mkdir(parents=True)
+            _write_members(archive_path, staging, plan)
+            _move_into_place(staging, target)
+        finally:
+            _remove(staging)
+
+
+def _subfolder_parts(archive_path: Path, subfolder: str | None) -> tuple[str, ...]:
+    """``subfolder`` as path components (empty for the whole archive), checked like members."""
+    if not subfolder:
+        return ()
+    reason = unsafe_path_reason(subfolder)
+    if reason:
+        raise DatasetError(f"{archive_path.name}: subfolder {subfolder!r} is unsafe: {reason}")
+    return _parts(subfolder)
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    """The components of an archive name, without empty and ``.`` ones."""
+    return tuple(part for part in name.replace("\\", "/").split("/") if part not in ("", "."))
+
+
+def _open_members(archive_path: Path, stack: contextlib.ExitStack) -> list[_Member]:
+    """Open the archive (closed by ``stack``) and list its members."""
+    try:
+        if zipfile.is_zipfile(archive_path):
+            archive = stack.enter_context(zipfile.ZipFile(archive_path))
+            return [_Member(info.filename, _zip_kind(info), _opener(archive.open, info)) for info in archive.infolist()]
+        if tarfile.is_tarfile(archive_path):
+            archive = stack.enter_context(tarfile.open(archive_path, "r:*"))  # noqa: SIM115 (closed by stack)
+            return [_Member(info.name, _tar_kind(info), _opener(archive.extractfile, info)) for info in archive]
+    except _ARCHIVE_ERRORS as error:
+        raise DatasetError(f"{archive_path.name}: unreadable archive ({type(error).__name__}: {error})") from error
+    raise DatasetError(f"{archive_path.name}: not a zip or tar archive")
+
+
+def _opener(open_member: Callable, info) -> Callable[[], IO[bytes]]:
+    """A function reading member ``info`` (bound now, not when a loop variable changes)."""
+    return lambda: open_member(info)
+
+
+def _zip_kind(info: zipfile.ZipInfo) -> str:
+    """What a zip member is, from its name and the Unix mode in ``external_attr``."""
+    mode = info.external_attr >> 16
+    if info.flag_bits & 0x1:
+        return "encrypted"
+    if stat.S_ISLNK(mode):
+        return "symbolic link"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return "device, fifo or socket"
+    return "folder" if info.is_dir() or stat.S_ISDIR(mode) else "file"
+
+
+def _tar_kind(info: tarfile.TarInfo) -> str:
+    if info.isfile():
+        return "file"
+    if info.isdir():
+        return "folder"
+    if info.issym():
+        return "symbolic link"
+    if info.islnk():
+        return "hard link"
+    if info.isdev():
+        return "device or fifo"
+    return f"unsupported tar member type {info.type!r}"
+
+
+def _plan_extraction(
+    archive_path: Path, members: list[_Member], keep: tuple[str, ...]
+) -> list[tuple[tuple[str, ...], _Member]]:
+    """Check every member; the (path inside the target, member) pairs to write."""
+    plan, seen = [], set()
+    for member in members:
+        reason = unsafe_path_reason(member.name)
+        if reason is None and member.kind not in ("file", "folder"):
+            reason = member.kind
+        if reason is None and member.kind == "file" and not _parts(member.name):
+            reason = "a file without a name"
+        if reason:
+            raise DatasetError(f"{archive_path.name}: refusing member {member.name!r}: {reason}")
+        parts = _parts(member.name)
+        if parts[: len(keep)] != keep or len(parts) == len(keep):
+            continue  # outside the kept subfolder, or the subfolder itself
+        relative = parts[len(keep) :]
+        if relative in seen:
+            raise DatasetError(f"{archive_path.name}: refusing member {member.name!r}: appears twice")
+        seen.add(relative)
+        plan.append((relative, member))
+    if keep and not plan:
+        raise DatasetError(f"{archive_path.name}: no folder {'/'.join(keep)!r} (or it is empty)")
+    return plan
+
+
+def _write_members(archive_path: Path, staging: Path, plan: list[tuple[tuple[str, ...], _Member]]) -> None:
+    """Create the planned folders and regular files under ``staging``."""
+    for relative, member in plan:
+        destination = staging.joinpath(*relative)
+        try:
+            if member.kind == "folder":
+                destination.mkdir(parents=True, exist_ok=True)
+                continue
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with member.open() as source, open(destination, "xb") as out:
+                shutil.copyfileobj(source, out, BLOCK_BYTES)
+        except _ARCHIVE_ERRORS as error:
+            raise DatasetError(f"{archive_path.name}: cannot extract {member.name!r} ({error})") from error
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``, swapping out (then deleting) an existing ``target``."""
+    previous = target.with_name(f".{target.name}.previous")
+    _remove(previous)
+    try:
+        if target.exists() or target.is_symlink():
+            os.replace(target, previous)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if previous.exists() or previous.is_symlink():
+                os.replace(previous, target)
+            raise
+    except OSError as error:
+        raise DatasetError(f"{target}: cannot move the extracted files into place ({error})") from error
+    _remove(previous)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, link or folder tree if it exists (a link, not what it points to)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
