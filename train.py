@@ -5,7 +5,11 @@ Writes logs/<run>/ (config.json, model.keras, split.json, skipped.txt, history.j
 checkpoint every epoch and TensorBoard events); watch it with: tensorboard --logdir logs
 
 Stopped (Ctrl-C, killed, crashed)? Continue where it stopped: python train.py --resume logs/<run>
-(--epochs N with --resume trains longer; other settings are the run's own and cannot change.)
+(--epochs N with --resume trains longer, --distribute may change; other settings are the run's own.)
+
+--targets all (the default) learns the next row at every step of each window; --targets last
+only the row after the window, as the card. --distribute mirrored trains on every local GPU,
+--distribute multiworker on the hosts named in TF_CONFIG (both TensorFlow backend only).
 """
 
 from __future__ import annotations
@@ -16,20 +20,29 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
-from models import CELLS, ModelConfig  # noqa: E402
+from models import CELLS, TARGETS  # noqa: E402
 from note_matrix.errors import NoteMatrixError  # noqa: E402
-from note_matrix.training import TrainConfig, resume, resume_config, train  # noqa: E402
+from note_matrix.training import (  # noqa: E402
+    DISTRIBUTE,
+    TrainConfig,
+    check_distribution,
+    resume,
+    resume_config,
+    train,
+)
 
-MODEL_DEFAULTS = ModelConfig()
 TRAIN_DEFAULTS = TrainConfig()
+MODEL_DEFAULTS = TRAIN_DEFAULTS.model
 
 # argparse destination -> TrainConfig field ("model.<field>" for the ModelConfig's)
 CONFIG_FIELDS = {
     "dataset": "dataset", "data_dir": "data_dir", "window": "window_length",
     "validation_fraction": "validation_fraction", "test_fraction": "test_fraction", "max_files": "max_files",
+    "workers": "workers",
     "cell": "model.cell", "units": "model.units", "layers": "model.layers", "dropout": "model.dropout_rate",
-    "learning_rate": "model.learning_rate", "batch_size": "batch_size", "epochs": "epochs", "patience": "patience",
-    "seed": "seed", "logdir": "logdir", "run_name": "run_name", "histogram_freq": "histogram_freq",
+    "targets": "model.targets", "learning_rate": "model.learning_rate", "batch_size": "batch_size",
+    "epochs": "epochs", "patience": "patience", "seed": "seed", "distribute": "distribute",
+    "logdir": "logdir", "run_name": "run_name", "histogram_freq": "histogram_freq",
 }
 
 
@@ -47,20 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--test-fraction", type=float, default=TRAIN_DEFAULTS.test_fraction,
                       help="share of files held out for testing (default: %(default)s)")
     data.add_argument("--max-files", type=int, default=None, help="use only the first N files, for a quick try")
+    data.add_argument("--workers", type=int, default=TRAIN_DEFAULTS.workers,
+                      help="processes that encode the MIDI files (0: one per CPU core; pays off for "
+                           "thousands of new files; default: %(default)s)")
     model = parser.add_argument_group("model")
     model.add_argument("--cell", choices=sorted(CELLS), default=MODEL_DEFAULTS.cell, help="(default: %(default)s)")
     model.add_argument("--units", type=int, default=MODEL_DEFAULTS.units, help="(default: %(default)s)")
     model.add_argument("--layers", type=int, default=MODEL_DEFAULTS.layers, help="(default: %(default)s)")
     model.add_argument("--dropout", type=float, default=MODEL_DEFAULTS.dropout_rate, help="(default: %(default)s)")
     fit = parser.add_argument_group("training")
+    fit.add_argument("--targets", choices=TARGETS, default=MODEL_DEFAULTS.targets,
+                     help="all: the next row at every step of non-overlapping windows; last: only the row after "
+                          "each sliding window, as the card (default: %(default)s)")
     fit.add_argument("--learning-rate", type=float, default=MODEL_DEFAULTS.learning_rate,
                      help="RMSprop learning rate (default: %(default)s)")
-    fit.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size, help="(default: %(default)s)")
+    fit.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size,
+                     help="windows per update, split among the replicas when distributed (default: %(default)s)")
     fit.add_argument("--epochs", type=int, default=TRAIN_DEFAULTS.epochs, help="(default: %(default)s)")
     fit.add_argument("--patience", type=int, default=None,
-                     help="stop after N epochs without a better validation loss (default: never)")
+                     help="stop after N epochs without a lower validation last-position MSE (default: never)")
     fit.add_argument("--seed", type=int, default=TRAIN_DEFAULTS.seed,
                      help="random seed of the split, initialisation and shuffling (default: %(default)s)")
+    fit.add_argument("--distribute", choices=DISTRIBUTE, default=TRAIN_DEFAULTS.distribute,
+                     help="none: one device; mirrored: every local GPU; multiworker: the hosts of TF_CONFIG "
+                          "(TensorFlow backend; default: %(default)s)")
     out = parser.add_argument_group("output")
     out.add_argument("--logdir", default=TRAIN_DEFAULTS.logdir, help="(default: %(default)s)")
     out.add_argument("--run-name", default=None, help="run folder name (default: a UTC timestamp)")
@@ -106,6 +129,7 @@ def main(argv=None) -> int:
             config = config_from_args(args)
         else:
             config = resume_config(args.resume, changes_from_flags(argv))
+        check_distribution(config.distribute)
     except (ValueError, NoteMatrixError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 2
@@ -118,8 +142,9 @@ def main(argv=None) -> int:
         print("\ntrain.py: interrupted; every finished epoch is saved, "
               "continue with: python train.py --resume <the run folder above>", file=sys.stderr)
         return 130
-    print(f"TensorBoard: tensorboard --logdir {result.run_dir.parent}")
-    print(f"Generate:    python generate.py --model {result.run_dir} --seed <song.mid>")
+    if result.kept:  # not on a non-chief worker, whose folder was temporary
+        print(f"TensorBoard: tensorboard --logdir {result.run_dir.parent}")
+        print(f"Generate:    python generate.py --model {result.run_dir} --seed <song.mid>")
     return 0
 
 

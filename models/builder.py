@@ -7,6 +7,16 @@ The default is exactly the design card's network (seed 003)::
 trained with RMSprop(1e-4) on mean squared error. Recurrent layers keep Keras'
 defaults (tanh, sigmoid, no recurrent dropout, ``unroll=False``, ``use_bias=True``) so
 TensorFlow runs them with cuDNN on a GPU.
+
+``targets`` says what the loss sees; the weights are the same network either way:
+
+- ``"last"`` (the card): output ``(batch, 3)``, the row after the window;
+- ``"all"``: the recurrent layers return sequences and Dropout, Dense and Activation
+  apply at every step, output ``(batch, steps, 3)``: step ``t`` predicts row ``t + 1``,
+  so one window of 50 rows yields 50 targets for the price of one.
+
+Both compile the metric ``last_mse``, the squared error of the prediction after the
+whole window (the card's task), so validation figures compare across modes.
 """
 
 from __future__ import annotations
@@ -15,10 +25,11 @@ from dataclasses import asdict, dataclass
 
 import keras
 
-from models.metrics import pitch_accuracy
+from models.metrics import last_mse, pitch_accuracy
 
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
 HEADS = ("regression",)
+TARGETS = ("last", "all")
 
 
 @dataclass(frozen=True)
@@ -32,12 +43,15 @@ class ModelConfig:
     features: int = 3
     head: str = "regression"
     learning_rate: float = 1e-4
+    targets: str = "last"  # "last": the row after the window (the card); "all": the next row at every step
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {self.cell!r}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.targets not in TARGETS:
+            raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
         if self.units < 1 or self.layers < 1 or self.features < 1:
             raise ValueError("units, layers and features must be positive")
         if not 0 <= self.dropout_rate < 1:
@@ -53,7 +67,8 @@ def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
     """The network of ``config``, uncompiled.
 
     Input ``(batch, steps, features)`` float32 (any number of steps; training uses the
-    window length). Output ``(batch, features)``: the predicted next row.
+    window length). Output ``(batch, features)``, the predicted row after the window, or
+    with ``targets="all"`` ``(batch, steps, features)``, the predicted next row at every step.
     Layers are named ``lstm`` (``lstm_2``, ... when stacked), ``dropout``, ``dense``,
     ``activation``; TensorBoard tags use these names.
     """
@@ -63,7 +78,7 @@ def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
         suffix = "" if index == 0 else f"_{index + 1}"
         x = CELLS[config.cell](
             config.units,
-            return_sequences=index < config.layers - 1,
+            return_sequences=config.targets == "all" or index < config.layers - 1,
             name=f"{config.cell}{suffix}",
         )(x)
     x = keras.layers.Dropout(config.dropout_rate, name="dropout")(x)
@@ -73,10 +88,14 @@ def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
 
 
 def compile_model(model: keras.Model, config: ModelConfig = ModelConfig()) -> keras.Model:
-    """Compile with the card's optimiser and loss: RMSprop, mean squared error."""
+    """Compile with the card's optimiser and loss: RMSprop, mean squared error.
+
+    Metrics: ``pitch_accuracy`` (every predicted row) and ``last_mse`` (the row after the
+    window only; see ``last_mse``).
+    """
     model.compile(
         optimizer=keras.optimizers.RMSprop(learning_rate=config.learning_rate),
         loss="mean_squared_error",
-        metrics=[pitch_accuracy],
+        metrics=[pitch_accuracy, last_mse],
     )
     return model

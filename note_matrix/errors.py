@@ -38,3 +38,7 @@ class DatasetError(NoteMatrixError):
 
 class RunError(NoteMatrixError):
     """A run folder (``logs/<run>``) that is missing, incomplete or cannot be written."""
+
+
+class DistributionError(NoteMatrixError):
+    """A ``--distribute`` setting that cannot run here (not the TensorFlow backend, no usable ``TF_CONFIG``)."""

@@ -72,6 +72,17 @@ class SummaryWriter:
         )
         self._add(step, Summary.Value(tag=tag, histo=histogram))
 
+    def image(self, tag: str, png: bytes, step: int, *, height: int, width: int) -> None:
+        """A PNG image (``height`` x ``width`` pixels, RGBA)."""
+        image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+        self._add(step, Summary.Value(tag=tag, image=image))
+
+    def audio(self, tag: str, wav: bytes, step: int, *, sample_rate: int, frames: int) -> None:
+        """A mono WAV clip of ``frames`` samples."""
+        audio = Summary.Audio(sample_rate=float(sample_rate), num_channels=1, length_frames=frames,
+                              encoded_audio_string=wav, content_type="audio/wav")
+        self._add(step, Summary.Value(tag=tag, audio=audio))
+
     def graph(self, graph_def: GraphDef) -> None:
         self._writer.add_event(Event(wall_time=time.time(), graph_def=graph_def.SerializeToString()))
 

@@ -5,14 +5,31 @@ Training can be stopped at any moment (Ctrl-C, SIGKILL, a crash) and continued w
 commits ``checkpoint.json`` (see ``note_matrix.runs``). Batch order depends only on
 (seed, epoch) and the dropout random state is checkpointed, so a resumed run trains the
 same epochs on the same batches as an uninterrupted one.
+
+Targets (``ModelConfig.targets``): ``"all"`` (the default here) trains the next row at
+every step of non-overlapping chunks of ``window_length`` rows; ``"last"`` trains only
+the row after each sliding window, as the card does. Validation always uses the card's
+sliding windows, and the monitored value (best model, early stopping) is ``val_last_mse``,
+the squared error of the prediction after the whole window, so both modes are measured
+on the same task.
+
+Distribution (``TrainConfig.distribute``, TensorFlow backend only): ``"mirrored"`` trains
+on every local GPU (every logical CPU device when there is none) with
+``tf.distribute.MirroredStrategy``, ``"multiworker"`` on the hosts of ``TF_CONFIG`` with
+``MultiWorkerMirroredStrategy``; the data then comes from ``note_matrix.pipeline``
+(``tf.data``, the same batches in the same order). ``batch_size`` is the global batch,
+split among the replicas, so every setting trains the same updates whatever the devices.
 """
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
-import hashlib
 import json
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -26,19 +43,22 @@ from note_matrix.datasets import (
     DatasetFiles,
     EncodedDataset,
     encode_dataset,
-    file_sha256,
     resolve_dataset,
     split_by_file,
     write_skip_report,
 )
 from note_matrix.devices import describe_device
-from note_matrix.errors import DatasetError, RunError
+from note_matrix.errors import DatasetError, DistributionError, RunError
 from note_matrix.representation import NoteMatrix
 from note_matrix.tensorboard import TensorBoardLogger
 from note_matrix.windows import ShuffleEpochs, WindowBatches, WindowIndex
 
 PROBE_BATCH_SIZE = 64
-RESUMABLE_CHANGES = ("epochs", "data_dir")  # train longer; the same files read from elsewhere
+DEFAULT_TARGETS = "all"  # see the README, "Training modes": the same network, 40x the targets a second
+DISTRIBUTE = ("none", "mirrored", "multiworker")
+STRATEGY_NAMES = {"mirrored": "MirroredStrategy", "multiworker": "MultiWorkerMirroredStrategy"}
+# Train longer; the same files read from elsewhere; other devices (the same updates: the batch is global).
+RESUMABLE_CHANGES = ("epochs", "data_dir", "distribute", "workers")
 
 
 @dataclass(frozen=True)
@@ -58,7 +78,9 @@ class TrainConfig:
     seed: int = 0  # the split, weight initialisation, dropout and shuffling
     max_files: int | None = None  # the first N files of the dataset (sorted), for quick runs
     histogram_freq: int = 1
-    model: ModelConfig = field(default_factory=ModelConfig)
+    workers: int = 1  # processes encoding the dataset (0: one per CPU core); the result does not depend on it
+    distribute: str = "none"  # "none", "mirrored" (local GPUs), "multiworker" (TF_CONFIG's hosts)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(targets=DEFAULT_TARGETS))
 
     def __post_init__(self):
         for name in ("window_length", "batch_size", "epochs", "histogram_freq"):
@@ -68,6 +90,10 @@ class TrainConfig:
             raise ValueError(f"patience must be at least 1, got {self.patience}")
         if self.max_files is not None and self.max_files < 1:
             raise ValueError(f"max_files must be at least 1, got {self.max_files}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be 0 (one per CPU core) or more, got {self.workers}")
+        if self.distribute not in DISTRIBUTE:
+            raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -76,7 +102,11 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
-        """The config ``to_json`` wrote (the ``train`` entry of ``config.json``)."""
+        """The config ``to_json`` wrote (the ``train`` entry of ``config.json``).
+
+        Runs written before ``targets`` existed trained on the last row only: a missing
+        ``model.targets`` reads as ``"last"`` (``ModelConfig``'s own default).
+        """
         return cls(**{**data, "model": ModelConfig(**data["model"])})
 
     def with_changes(self, changes: dict) -> TrainConfig:
@@ -102,6 +132,7 @@ class TrainResult:
     history: dict[str, list[float]]
     skipped: dict[str, str]  # files left out by this call's encoding (none when it trained nothing)
     epochs_trained: int = 0  # by this call; 0 when resuming a finished run
+    kept: bool = True  # False on a non-chief worker, whose run folder was temporary and is gone
 
 
 @dataclass
@@ -114,23 +145,36 @@ class PreparedData:
     fingerprint: str
 
 
-def dataset_fingerprint(files: DatasetFiles) -> str:
-    """SHA-256 over the sorted (file key, file SHA-256) pairs: changes when any file does."""
-    digest = hashlib.sha256()
-    for key in sorted(files.keys):
-        try:
-            content = file_sha256(files.path(key))
-        except OSError as error:  # encoding skips it and names the reason
-            content = f"unreadable: {type(error).__name__}"
-        digest.update(f"{key}\t{content}\n".encode())
-    return digest.hexdigest()
-
-
 def train(config: TrainConfig, *, verbose: int = 1) -> TrainResult:
-    """Train ``config.model`` on ``config.dataset``; write everything to a new run folder."""
+    """Train ``config.model`` on ``config.dataset``; write everything to a new run folder.
+
+    Under ``--distribute multiworker`` only the chief writes the run folder; the other
+    workers write theirs to a temporary folder, removed at the end.
+    """
+    distribution = Distribution.create(config.distribute)  # before TensorFlow runs anything
     representation = NoteMatrix()
-    data = _prepare_data(config, representation, verbose)
-    run_dir = runs.new_run_dir(config.logdir, config.run_name)
+    data = prepare_data(config, representation, verbose)
+    if distribution.is_chief:
+        run_dir = runs.new_run_dir(config.logdir, config.run_name)
+    else:
+        run_dir = Path(tempfile.mkdtemp(prefix=f"note_matrix-{distribution.task}-"))
+    try:
+        result = _train_new(config, data, representation, run_dir, distribution, verbose)
+    finally:
+        if not distribution.is_chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    result.kept = distribution.is_chief
+    return result
+
+
+def _train_new(
+    config: TrainConfig,
+    data: PreparedData,
+    representation: NoteMatrix,
+    run_dir: Path,
+    distribution: Distribution,
+    verbose: int,
+) -> TrainResult:
     device = describe_device()
     runs.write_json(
         run_dir / runs.CONFIG_FILE,
@@ -140,6 +184,7 @@ def train(config: TrainConfig, *, verbose: int = 1) -> TrainResult:
             "keras_version": keras.__version__,
             "backend": keras.backend.backend(),
             "device": device,
+            "distribution": distribution.to_json(),
             "train": config.to_json(),
             "representation": representation.to_json(),
             "dataset": {
@@ -161,14 +206,15 @@ def train(config: TrainConfig, *, verbose: int = 1) -> TrainResult:
         skipped = data.encoded.skipped
         print(f"skipped {len(skipped)} of {data.encoded.total_files} files, see {run_dir / runs.SKIP_FILE}")
     print(f"Checkpoints every epoch; if stopped, continue with: python train.py --resume {run_dir}")
-    return _fit(config, data, run_dir, device, checkpoint=None, verbose=verbose)
+    return _fit(config, data, run_dir, device, distribution, checkpoint=None, verbose=verbose)
 
 
 def resume_config(run_dir: str | Path, changes: dict | None = None) -> TrainConfig:
     """The saved config of the run in ``run_dir``, with ``changes`` (as ``TrainConfig.with_changes``).
 
     Only ``RESUMABLE_CHANGES`` may differ from the saved settings (``epochs``: train
-    longer); any other difference raises ``RunError`` naming each setting, saved and given.
+    longer; ``distribute``: other devices); any other difference (``targets`` too) raises
+    ``RunError`` naming each setting, saved and given.
     """
     saved = _saved_train_config(Path(run_dir))
     config = saved.with_changes(changes or {})
@@ -181,7 +227,7 @@ def resume_config(run_dir: str | Path, changes: dict | None = None) -> TrainConf
     if differences:
         raise RunError(
             f"{run_dir} cannot be resumed with other settings: {'; '.join(differences)} "
-            f"(only {' and '.join('--' + name.replace('_', '-') for name in RESUMABLE_CHANGES)} may change)"
+            f"(only {', '.join('--' + name.replace('_', '-') for name in RESUMABLE_CHANGES)} may change)"
         )
     return config
 
@@ -191,9 +237,20 @@ def resume(run_dir: str | Path, config: TrainConfig, *, verbose: int = 1) -> Tra
 
     ``config`` comes from ``resume_config``. A finished run is reported and left as it is.
     Raises ``RunError`` when there is no checkpoint, or the dataset's files, the note
-    matrix representation or the split differ from the run's.
+    matrix representation or the split differ from the run's. Under ``--distribute
+    multiworker`` every worker reads ``run_dir`` (shared storage, or a copy on each host);
+    only the chief writes to it, the others work on a temporary copy.
     """
-    run_dir = Path(run_dir)
+    distribution = Distribution.create(config.distribute)  # before TensorFlow runs anything
+    if distribution.is_chief:
+        return _resume(Path(run_dir), config, distribution, verbose)
+    with tempfile.TemporaryDirectory(prefix=f"note_matrix-{distribution.task}-") as scratch:
+        result = _resume(Path(shutil.copytree(run_dir, Path(scratch) / "run")), config, distribution, verbose)
+    result.kept = False
+    return result
+
+
+def _resume(run_dir: Path, config: TrainConfig, distribution: Distribution, verbose: int) -> TrainResult:
     saved = runs.read_config(run_dir)
     checkpoint = runs.read_checkpoint(run_dir)
     complete_commit(run_dir, checkpoint)  # what a kill right after the last commit may have left undone
@@ -208,13 +265,15 @@ def resume(run_dir: str | Path, config: TrainConfig, *, verbose: int = 1) -> Tra
     representation = NoteMatrix()
     if saved["representation"] != representation.to_json():
         raise RunError(f"{run_dir}: the note matrix representation changed since this run started; start a new run")
-    data = _prepare_data(config, representation, verbose)
+    data = prepare_data(config, representation, verbose)
     _refuse_changed_data(run_dir, saved, data)
     device = describe_device()
     saved["train"] = config.to_json()  # --epochs may have been raised
-    saved.setdefault("resumed", []).append({"at": runs.utc_now(), "epochs_done": done, "device": device})
+    saved.setdefault("resumed", []).append(
+        {"at": runs.utc_now(), "epochs_done": done, "device": device, "distribution": distribution.to_json()}
+    )
     runs.write_json(run_dir / runs.CONFIG_FILE, saved)
-    return _fit(config, data, run_dir, device, checkpoint=checkpoint, verbose=verbose)
+    return _fit(config, data, run_dir, device, distribution, checkpoint=checkpoint, verbose=verbose)
 
 
 def _saved_train_config(run_dir: Path) -> TrainConfig:
@@ -241,14 +300,18 @@ def _refuse_changed_data(run_dir: Path, saved: dict, data: PreparedData) -> None
         raise RunError(f"{run_dir}: the train/validation/test split would differ from {runs.SPLIT_FILE}")
 
 
-def _prepare_data(config: TrainConfig, representation: NoteMatrix, verbose: int) -> PreparedData:
+def prepare_data(config: TrainConfig, representation: NoteMatrix, verbose: int) -> PreparedData:
     """Resolve, fingerprint, encode (cached) and split the dataset of ``config``."""
     files = resolve_dataset(config.dataset, Path(config.data_dir))
     if config.max_files is not None:
         files.keys = files.keys[: config.max_files]
-    fingerprint = dataset_fingerprint(files)
     encoded = encode_dataset(
-        files, representation, Path(config.data_dir), min_steps=config.window_length + 1, progress=verbose > 0
+        files,
+        representation,
+        Path(config.data_dir),
+        min_steps=config.window_length + 1,
+        progress=verbose > 0,
+        workers=config.workers,
     )
     if not encoded.arrays:
         raise DatasetError(
@@ -262,49 +325,89 @@ def _prepare_data(config: TrainConfig, representation: NoteMatrix, verbose: int)
         test_fraction=config.test_fraction,
         seed=config.seed,
     )
-    return PreparedData(files, encoded, split, fingerprint)
+    return PreparedData(files, encoded, split, encoded.fingerprint)
 
 
-def _fit(
-    config: TrainConfig, data: PreparedData, run_dir: Path, device: str, *, checkpoint: dict | None, verbose: int
-) -> TrainResult:
-    """Fit from scratch (``checkpoint`` None) or from a checkpoint, up to ``config.epochs``."""
-    keras.utils.set_random_seed(config.seed)
-    arrays = data.encoded.arrays
+def window_batches(config: TrainConfig, data: PreparedData) -> tuple[WindowBatches, WindowBatches | None]:
+    """The training batches and the validation batches (None without validation windows).
+
+    Training: non-overlapping chunks with ``targets="all"``, sliding windows with
+    ``"last"``; validation: every sliding window, whatever the targets.
+    """
+    arrays, targets = data.encoded.arrays, config.model.targets
     train_index = WindowIndex([arrays[k] for k in data.split["train"]], config.window_length)
     validation_index = WindowIndex([arrays[k] for k in data.split["validation"]], config.window_length)
     if len(train_index) == 0:
         raise DatasetError(f"{data.files.root}: the training split has no windows of {config.window_length} rows")
-    has_validation = len(validation_index) > 0
-    probe_source = validation_index if has_validation else train_index
+    batches = WindowBatches(train_index, config.batch_size, shuffle=True, seed=config.seed, targets=targets,
+                            layout="chunks" if targets == "all" else "sliding")
+    if len(validation_index) == 0:
+        return batches, None
+    return batches, WindowBatches(validation_index, config.batch_size, shuffle=False, targets=targets)
+
+
+def _fit(
+    config: TrainConfig,
+    data: PreparedData,
+    run_dir: Path,
+    device: str,
+    distribution: Distribution,
+    *,
+    checkpoint: dict | None,
+    verbose: int,
+) -> TrainResult:
+    """Fit from scratch (``checkpoint`` None) or from a checkpoint, up to ``config.epochs``."""
+    keras.utils.set_random_seed(config.seed)
+    targets = config.model.targets
+    batches, validation = window_batches(config, data)
+    train_index = batches.index
+    has_validation = validation is not None
+    probe_source = validation.index if has_validation else train_index
     probe_windows, _ = probe_source.batch(np.arange(min(PROBE_BATCH_SIZE, len(probe_source))))
 
-    if checkpoint is None:
-        model = compile_model(build_model(config.model), config.model)
-        initial_epoch, steps = 0, {"train_step": 0, "validation_step": 0}
-        action = "Training"
-    else:
-        model = _load_checkpoint(run_dir, checkpoint)
-        initial_epoch, steps = checkpoint["epochs_done"], checkpoint["tensorboard"]
-        action = f"Resuming at epoch {initial_epoch + 1} of {config.epochs}:"
+    with distribution.scope():
+        if checkpoint is None:
+            model = compile_model(build_model(config.model), config.model)
+            initial_epoch, steps = 0, {"train_step": 0, "validation_step": 0}
+            action = "Training"
+        else:
+            model = _load_checkpoint(run_dir, checkpoint)
+            initial_epoch, steps = checkpoint["epochs_done"], checkpoint["tensorboard"]
+            action = f"Resuming at epoch {initial_epoch + 1} of {config.epochs}:"
+    what = (f"{batches.windows} chunks of {config.window_length} rows, every next row a target"
+            if targets == "all" else f"{len(train_index)} windows, the row after each a target")
     print(
-        f"{action} {model.name} on {device}: {len(data.split['train'])} files / {len(train_index)} windows, "
-        f"validation {len(data.split['validation'])} files / {len(validation_index)} windows -> {run_dir}"
+        f"{action} {model.name} on {device}{distribution.describe()}: {len(data.split['train'])} files / {what}; "
+        f"validation {len(data.split['validation'])} files / {validation.windows if has_validation else 0} windows "
+        f"-> {run_dir}"
     )
-    batches = WindowBatches(train_index, config.batch_size, shuffle=True, seed=config.seed)
     logger = TensorBoardLogger(
         run_dir, probe_windows, histogram_freq=config.histogram_freq, initial_epoch=initial_epoch, **steps
     )
-    tracker = EpochCheckpoint(
-        run_dir, "val_loss" if has_validation else "loss", config.patience, logger, checkpoint, verbose=verbose
-    )
+    # A run started before last_mse existed goes on with its own monitor (in "last" mode, the same value).
+    monitor = checkpoint["monitor"] if checkpoint else "val_last_mse" if has_validation else "last_mse"
+    tracker = EpochCheckpoint(run_dir, monitor, config.patience, logger, checkpoint, verbose=verbose)
+    if distribution.strategy is None:
+        inputs = {"x": batches, "validation_data": validation}
+        callbacks = [ShuffleEpochs(batches)]
+    else:
+        from note_matrix import pipeline  # tf.data: TensorFlow backend only
+
+        _build_from_one_window(model, batches)
+        if distribution.kind == "multiworker":
+            _log_vectors(model)
+        inputs = {
+            "x": pipeline.training_dataset(batches, initial_epoch, config.epochs),
+            "steps_per_epoch": len(batches),
+            "validation_data": pipeline.evaluation_dataset(validation) if has_validation else None,
+        }
+        callbacks = []
     model.fit(
-        batches,
-        validation_data=WindowBatches(validation_index, config.batch_size, shuffle=False) if has_validation else None,
+        **inputs,
         shuffle=False,  # batches shuffle themselves, by (seed, epoch); Keras would use the global RNG
         epochs=config.epochs,
         initial_epoch=initial_epoch,
-        callbacks=[ShuffleEpochs(batches), logger, tracker],
+        callbacks=[*callbacks, logger, tracker],
         verbose=verbose,
     )
     if tracker.best_epoch is None:
@@ -315,8 +418,158 @@ def _fit(
     return TrainResult(run_dir, tracker.history, data.encoded.skipped, tracker.epochs_done - initial_epoch)
 
 
+_DISTRIBUTIONS: dict[tuple, Distribution] = {}  # see Distribution.create
+
+
+class Distribution:
+    """Where training runs: one device (``strategy`` None) or a ``tf.distribute`` strategy.
+
+    Build it with ``create`` before TensorFlow runs anything: a multi-worker strategy
+    must be set up at program start. ``is_chief``: whether this process writes the run
+    folder (always, except on the non-chief workers of a multi-worker cluster).
+    """
+
+    def __init__(self, kind: str = "none", strategy=None, *, is_chief: bool = True, task: str = "local"):
+        self.kind, self.strategy, self.is_chief, self.task = kind, strategy, is_chief, task
+
+    @property
+    def replicas(self) -> int:
+        return 1 if self.strategy is None else int(self.strategy.num_replicas_in_sync)
+
+    @classmethod
+    def create(cls, kind: str) -> Distribution:
+        """The distribution of ``--distribute kind``; the same object for the same kind and
+        ``TF_CONFIG`` within a process (TensorFlow sets up a multi-worker cluster only once)."""
+        cluster = check_distribution(kind)
+        if kind == "none":
+            return cls()
+        key = (kind, os.environ.get("TF_CONFIG") if kind == "multiworker" else None)
+        if key not in _DISTRIBUTIONS:
+            import tensorflow as tf  # check_distribution made sure this is the TensorFlow backend
+
+            if kind == "mirrored":
+                devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+                _DISTRIBUTIONS[key] = cls(kind, tf.distribute.MirroredStrategy([device.name for device in devices]))
+            else:
+                task = cluster["task"]
+                _DISTRIBUTIONS[key] = cls(kind, tf.distribute.MultiWorkerMirroredStrategy(),
+                                          is_chief=cluster["is_chief"], task=f"{task['type']}-{task['index']}")
+        return _DISTRIBUTIONS[key]
+
+    def scope(self):
+        return contextlib.nullcontext() if self.strategy is None else self.strategy.scope()
+
+    @property
+    def name(self) -> str | None:
+        """The strategy's public name (``MultiWorkerMirroredStrategy``'s class is ``CollectiveAllReduceStrategy``)."""
+        return None if self.strategy is None else STRATEGY_NAMES[self.kind]
+
+    def describe(self) -> str:
+        """`` with MirroredStrategy, 2 replicas`` (and the task of a worker), or ``""`` on one device."""
+        if self.strategy is None:
+            return ""
+        task = "" if self.kind == "mirrored" else f", this is {self.task}{' (chief)' if self.is_chief else ''}"
+        return f" with {self.name}, {self.replicas} replica{'s' if self.replicas > 1 else ''}{task}"
+
+    def to_json(self) -> dict:
+        if self.strategy is None:
+            return {"strategy": None, "replicas": 1}
+        devices = list(getattr(self.strategy.extended, "worker_devices", ()))
+        return {"strategy": self.name, "replicas": self.replicas, "task": self.task, "chief": self.is_chief,
+                "devices": devices}
+
+
+def check_distribution(kind: str) -> dict | None:
+    """Raise ``DistributionError`` (a one-line message) if ``--distribute kind`` cannot run here.
+
+    Needs the TensorFlow backend for anything but ``"none"``; ``"multiworker"`` needs
+    ``TF_CONFIG``, a JSON object with ``cluster`` (``worker``: ``["host:port", ...]``,
+    optionally ``chief``) and this process's ``task`` (``type``, ``index``). Returns the
+    parsed cluster for ``"multiworker"`` (with ``is_chief``), else None.
+    """
+    if kind not in DISTRIBUTE:
+        raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {kind!r}")
+    if kind == "none":
+        return None
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise DistributionError(f"--distribute {kind} trains through tf.distribute and needs the TensorFlow backend "
+                         f"(KERAS_BACKEND=tensorflow); this is {backend}")
+    if kind == "mirrored":
+        return None
+    return parse_tf_config(os.environ.get("TF_CONFIG"))
+
+
+TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                     '"task": {"type": "worker", "index": 0}}\'')
+
+
+def parse_tf_config(text: str | None) -> dict:
+    """The cluster and task of a ``TF_CONFIG`` value; ``DistributionError`` (one line) if it is not usable.
+
+    The chief is the ``chief`` task if the cluster has one, else worker 0.
+    """
+    where = "--distribute multiworker reads the cluster from TF_CONFIG"
+    if not text:
+        raise DistributionError(f"{where}, which is not set (e.g. {TF_CONFIG_EXAMPLE})")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DistributionError(f"{where}: not JSON ({error})") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(cluster.get("worker"), list) or not cluster["worker"]:
+        raise DistributionError(
+            f'{where}: it needs "cluster": {{"worker": ["host:port", ...]}} (e.g. {TF_CONFIG_EXAMPLE})'
+        )
+    for role, hosts in cluster.items():
+        if role not in ("chief", "worker") or not isinstance(hosts, list) or not all(
+            isinstance(host, str) and ":" in host for host in hosts
+        ):
+            raise DistributionError(f'{where}: cluster "{role}" must be a list of "host:port" (roles: chief, worker)')
+    if not isinstance(task, dict) or task.get("type") not in cluster or not isinstance(task.get("index"), int):
+        raise DistributionError(f'{where}: "task" must name this process, e.g. {{"type": "worker", "index": 0}}, '
+                         f"with a type among {sorted(cluster)}")
+    if not 0 <= task["index"] < len(cluster[task["type"]]):
+        raise DistributionError(f'{where}: task index {task["index"]} is out of range for the '
+                         f'{len(cluster[task["type"]])} {task["type"]} host(s)')
+    is_chief = task["type"] == "chief" or ("chief" not in cluster and task["index"] == 0)
+    return {"cluster": cluster, "task": task, "is_chief": is_chief}
+
+
+def _build_from_one_window(model: keras.Model, batches: WindowBatches) -> None:
+    """Let Keras build the model's metrics from one local window rather than a reduced batch.
+
+    Under a ``tf.distribute`` strategy, Keras 3's ``fit`` and ``evaluate`` first take a
+    batch from the distributed dataset and average it across the replicas only to learn
+    the shapes of ``(x, y)``. That fails across workers (``MultiWorkerMirroredStrategy``
+    cannot reduce the tuple) and for a batch that does not split evenly among the
+    replicas. Shapes are all it needs, and one window gives them.
+    """
+    window = batches.index.gather(batches.index.starts[:1], batches.targets)
+    build = model._maybe_symbolic_build  # private: the Keras step that fails, see above
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=window)
+
+
+def _log_vectors(model: keras.Model) -> None:
+    """Make the training and test steps return their logs as ``(1,)`` vectors, not scalars.
+
+    Under ``MultiWorkerMirroredStrategy`` with several workers, Keras 3 averages each
+    step's logs across the workers with ``strategy.reduce("MEAN", value, axis=0)``, which
+    fails on a scalar ("Invalid reduction dimension 0 for input with 0 dimensions",
+    tensorflow/tensorflow#72388). The logs are the metrics' results, the same on every
+    replica (metric variables are summed across replicas), so the mean of the vectors is
+    the value, and Keras hands the callbacks a ``(1,)`` array, which they read as a number.
+    """
+    import tensorflow as tf
+
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+        setattr(model, name, lambda data, step=step: {k: tf.reshape(v, (1,)) for k, v in step(data).items()})
+
+
 def _load_checkpoint(run_dir: Path, checkpoint: dict) -> keras.Model:
-    """The checkpointed model, with its optimizer and dropout random state."""
+    """The checkpointed model, with its optimizer and dropout random state (under a strategy: in its scope)."""
     model = keras.saving.load_model(run_dir / checkpoint["model"])
     restore_seed_states(model, checkpoint["seed_generators"])
     return model

@@ -4,6 +4,16 @@ All songs of a split are concatenated once into one ``(total_steps, features)`` 
 a window is just its start index. A batch gathers ``(batch, window, features)`` from
 the starts it needs, so memory holds the data once plus one int64 per window, never the
 data ``window`` times over. Windows never cross from one song into the next.
+
+Two layouts of windows over a song (``WindowBatches(layout=...)``):
+
+- ``"sliding"``: every start, one row apart (the card's windows; validation always);
+- ``"chunks"``: non-overlapping windows, ``window`` rows apart, from a random offset
+  drawn per (seed, epoch, song), so chunk boundaries move from epoch to epoch and every
+  row is a target about once per epoch when the model learns the next row at every step.
+
+And two kinds of targets (``targets=...``): ``"last"``, the row after the window,
+``(batch, features)``; ``"all"``, the next row at every step, ``(batch, window, features)``.
 """
 
 from __future__ import annotations
@@ -13,6 +23,10 @@ import math
 import keras
 import numpy as np
 
+from models.builder import TARGETS
+
+LAYOUTS = ("sliding", "chunks")
+
 
 class WindowIndex:
     """Every window of ``window_length`` steps whose next step exists, in every song.
@@ -20,6 +34,7 @@ class WindowIndex:
     ``data``: ``(total_steps, features)`` float32, the songs back to back.
     ``starts``: ``(windows,)`` int64; window ``i`` is ``data[starts[i] : starts[i] + window_length]``
     and its target is ``data[starts[i] + window_length]``.
+    ``song_starts``, ``song_lengths``: ``(songs,)`` int64, where each song lies in ``data``.
     """
 
     def __init__(self, arrays: list[np.ndarray], window_length: int):
@@ -27,7 +42,8 @@ class WindowIndex:
             raise ValueError(f"window_length must be positive, got {window_length}")
         self.window_length = window_length
         self.data = np.concatenate(arrays).astype(np.float32, copy=False) if arrays else np.zeros((0, 3), np.float32)
-        offsets = np.cumsum([0] + [len(a) for a in arrays])
+        offsets = np.cumsum([0] + [len(a) for a in arrays]).astype(np.int64)
+        self.song_starts, self.song_lengths = offsets[:-1], np.diff(offsets)
         self.starts = np.concatenate(
             [np.arange(offsets[i], offsets[i + 1] - window_length) for i in range(len(arrays))]
             or [np.zeros(0, np.int64)]
@@ -39,43 +55,103 @@ class WindowIndex:
 
     def batch(self, window_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(x (n, window, features), y (n, features))`` for the given window numbers."""
-        starts = self.starts[window_ids]
-        return self.data[starts[:, None] + self._steps], self.data[starts + self.window_length]
+        return self.gather(self.starts[window_ids], "last")
+
+    def gather(self, starts: np.ndarray, targets: str) -> tuple[np.ndarray, np.ndarray]:
+        """The windows at ``starts`` (indices into ``data``) and their targets.
+
+        ``x``: ``(n, window, features)``; ``y``: ``(n, features)``, the row after each
+        window (``targets="last"``), or ``(n, window, features)``, the window shifted by
+        one row (``targets="all"``).
+        """
+        x = self.data[starts[:, None] + self._steps]
+        if targets == "last":
+            return x, self.data[starts + self.window_length]
+        return x, self.data[starts[:, None] + self._steps + 1]
+
+    def chunks_per_song(self) -> np.ndarray:
+        """``(songs,)`` int64: how many chunks each song gives in every epoch, ``(length - 1) // window``."""
+        return np.maximum(self.song_lengths - 1, 0) // self.window_length
+
+    def chunk_starts(self, offsets: np.ndarray) -> np.ndarray:
+        """Starts of the non-overlapping chunks of every song, song by song.
+
+        ``offsets``: ``(songs,)`` ints in ``[0, window)``, where each song's first chunk
+        starts. Chunk ``j`` of a song starts ``offset + j * window`` rows in, except that a
+        last chunk that would run past the song's end is moved back to end at it, so a
+        song gives the same number of chunks (``chunks_per_song``) whatever the offset.
+        """
+        counts = self.chunks_per_song()
+        song = np.repeat(np.arange(len(counts)), counts)
+        j = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        last_start = self.song_lengths[song] - 1 - self.window_length  # the latest start with a next row
+        within = np.minimum(np.asarray(offsets, np.int64)[song] + j * self.window_length, last_start)
+        return (self.song_starts[song] + within).astype(np.int64)
 
 
 class WindowBatches(keras.utils.PyDataset):
     """Batches of windows for ``model.fit``, in an order that depends only on (seed, epoch).
 
-    With ``shuffle``, epoch ``e`` visits the windows in a permutation seeded by
-    ``(seed, e)``, so a resumed run sees exactly the batches an uninterrupted one would.
+    ``layout`` and ``targets``: see the module docstring. With ``shuffle``, epoch ``e``
+    draws its chunk offsets and visits the windows in a permutation seeded by
+    ``(seed, e)``, so a resumed run sees exactly the batches an uninterrupted one would,
+    and so does a ``tf.data`` pipeline built from ``epoch_starts`` (``note_matrix.pipeline``).
     ``fit`` should pin the epoch with the ``ShuffleEpochs`` callback: Keras also calls
     ``on_epoch_end`` once before the first epoch, so counting its calls would be off.
+    The number of windows, and so of batches, is the same in every epoch.
     """
 
-    def __init__(self, index: WindowIndex, batch_size: int, *, shuffle: bool, seed: int = 0):
+    def __init__(
+        self,
+        index: WindowIndex,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        targets: str = "last",
+        layout: str = "sliding",
+    ):
         super().__init__()
+        if targets not in TARGETS:
+            raise ValueError(f"targets must be one of {TARGETS}, got {targets!r}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         if len(index) == 0:
             raise ValueError("no windows: every song is shorter than the window")
         self.index = index
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
+        self.targets = targets
+        self.layout = layout
+        self.windows = len(index) if layout == "sliding" else int(index.chunks_per_song().sum())
         self.set_epoch(0)
+
+    def epoch_starts(self, epoch: int) -> np.ndarray:
+        """``(windows,)`` int64: the starts (indices into ``index.data``) of epoch ``epoch``, in order."""
+        rng = np.random.default_rng([self.seed, epoch]) if self.shuffle else None
+        if self.layout == "sliding":
+            starts = self.index.starts
+        else:
+            songs = len(self.index.song_lengths)
+            offsets = rng.integers(0, self.index.window_length, songs) if rng else np.zeros(songs, np.int64)
+            starts = self.index.chunk_starts(offsets)
+        return starts[rng.permutation(len(starts))] if rng else starts
 
     def set_epoch(self, epoch: int) -> None:
         """Use epoch ``epoch``'s order (the same in every process for the same seed)."""
         self.epoch = epoch
-        if self.shuffle:
-            self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.index))
-        else:
-            self._order = np.arange(len(self.index))
+        self._starts = self.epoch_starts(epoch)
+
+    def targets_per_window(self) -> int:
+        return 1 if self.targets == "last" else self.index.window_length
 
     def __len__(self) -> int:
-        return math.ceil(len(self.index) / self.batch_size)
+        return math.ceil(self.windows / self.batch_size)
 
     def __getitem__(self, batch_number: int):
-        ids = self._order[batch_number * self.batch_size : (batch_number + 1) * self.batch_size]
-        return self.index.batch(ids)
+        starts = self._starts[batch_number * self.batch_size : (batch_number + 1) * self.batch_size]
+        return self.index.gather(starts, self.targets)
 
     def on_epoch_end(self) -> None:
         self.set_epoch(self.epoch + 1)

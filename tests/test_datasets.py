@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,112 @@ def test_mirror_matches_the_registry(mirror, monkeypatch, tmp_path, name, count)
     files = ds.resolve_dataset(name, tmp_path / "data")
     assert len(files.keys) == count and files.skipped == {}
     assert not (tmp_path / "data").exists()  # read in place, nothing downloaded or copied
+
+
+# -- the manifest and the pack: warm runs -----------------------------------------------
+
+
+def _old_songs(folder: Path, count: int) -> Path:
+    """``count`` songs whose modification time is long past (so the manifest may trust them)."""
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    long_ago = 1_600_000_000 * 10**9
+    for i in range(count):
+        random_song(folder / f"song{i}.mid", rng, 40 + 10 * i)
+        os.utime(folder / f"song{i}.mid", ns=(long_ago, long_ago))
+    return folder
+
+
+def test_a_warm_run_trusts_unchanged_files_by_stat_and_reads_changed_ones(tmp_path, monkeypatch):
+    folder = _old_songs(tmp_path / "songs", 4)
+    files = ds.resolve_dataset(str(folder), tmp_path / "data")
+    first = ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", progress=False)
+    assert (first.parsed_files, first.hashed_files) == (4, 4)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("an unchanged file was read")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ds, "file_sha256", forbidden)
+        patch.setattr(NoteMatrix, "encode", forbidden)
+        warm = ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", progress=False)
+    assert (warm.parsed_files, warm.hashed_files) == (0, 0)
+    for key, array in first.arrays.items():
+        np.testing.assert_array_equal(warm.arrays[key], array)
+
+    # Same size, and the modification time put back: the changed ctime still gives it away.
+    path = folder / "song2.mid"
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    offset = data.index(b"\x90", data.index(b"MTrk", data.index(b"MTrk") + 8))  # the first note-on of the notes
+    data[offset + 1] = (data[offset + 1] + 1) % 128  # one semitone higher
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    changed = ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", progress=False)
+    assert (changed.parsed_files, changed.hashed_files) == (1, 1)
+    np.testing.assert_array_equal(changed.arrays["song2.mid"], NoteMatrix().encode(path))
+    assert not np.array_equal(changed.arrays["song2.mid"], first.arrays["song2.mid"])
+
+
+def test_arrays_are_read_only_views_of_one_pack_unless_the_cache_is_off(tmp_path):
+    folder = _old_songs(tmp_path / "songs", 3)
+    files = ds.resolve_dataset(str(folder), tmp_path / "data")
+    encoded = ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", progress=False)
+    arrays = list(encoded.arrays.values())
+    assert all(a.base is arrays[0].base and not a.flags.writeable for a in arrays)
+    mapped = arrays[0].base.base
+    assert isinstance(mapped, np.memmap)
+    pack = np.load(mapped.filename, allow_pickle=False)
+    np.testing.assert_array_equal(pack, np.concatenate(arrays))  # back to back, in key order
+
+    uncached = ds.encode_dataset(files, NoteMatrix(), tmp_path / "elsewhere", use_cache=False, progress=False)
+    assert not (tmp_path / "elsewhere").exists()
+    for key, array in encoded.arrays.items():
+        assert type(uncached.arrays[key]) is np.ndarray
+        np.testing.assert_array_equal(uncached.arrays[key], array)
+
+
+def test_a_damaged_manifest_pack_or_cache_entry_is_not_trusted(tmp_path):
+    folder = _old_songs(tmp_path / "songs", 3)
+    data_dir = tmp_path / "data"
+    files = ds.resolve_dataset(str(folder), data_dir)
+    first = ds.encode_dataset(files, NoteMatrix(), data_dir, progress=False)
+    (manifest,) = data_dir.glob("cache/*/datasets/*.json")
+
+    def again() -> ds.EncodedDataset:
+        encoded = ds.encode_dataset(files, NoteMatrix(), data_dir, progress=False)
+        assert encoded.skipped == {}
+        for key, array in first.arrays.items():
+            np.testing.assert_array_equal(encoded.arrays[key], array)
+        return encoded
+
+    manifest.write_text('{"format": 1, "files": [')  # torn
+    assert (again().hashed_files, again().hashed_files) == (3, 0)  # read once, then trusted again
+    (pack,) = data_dir.glob("cache/*/datasets/*.npy")
+    pack.unlink()
+    assert again().parsed_files == 0  # rebuilt from the content cache
+    manifest.unlink()
+    for entry in data_dir.glob("cache/*/*.npy"):
+        entry.write_bytes(entry.read_bytes()[:-4])  # a torn cache entry is encoded again
+    assert again().parsed_files == 3
+
+
+def test_a_file_changed_while_it_is_read_is_not_cached(tmp_path, monkeypatch):
+    folder = _old_songs(tmp_path / "songs", 2)
+    files = ds.resolve_dataset(str(folder), tmp_path / "data")
+    original_encode = NoteMatrix.encode
+
+    def rewritten_meanwhile(self, path):
+        if Path(path).name == "song1.mid":
+            random_song(Path(path), np.random.default_rng(99), 70)  # after it was hashed, before it is parsed
+        return original_encode(self, path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(NoteMatrix, "encode", rewritten_meanwhile)
+        racing = ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", progress=False)
+    assert racing.skipped == {"song1.mid": "the file changed while it was read; encode again"}
+    assert len(list((tmp_path / "data").glob("cache/*/*.npy"))) == 1  # song0 only
+    again = ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", progress=False)
+    assert again.skipped == {} and again.parsed_files == 1
+    np.testing.assert_array_equal(again.arrays["song1.mid"], NoteMatrix().encode(folder / "song1.mid"))

@@ -7,6 +7,7 @@ import os
 import shutil
 from collections import Counter
 
+import keras
 import mido
 import numpy as np
 import pretty_midi
@@ -83,16 +84,40 @@ def test_generation_takes_the_seed_tempo(trained_run, tmp_path):
     assert_playable(out, tempo=750_000)
 
 
+def next_row_prediction(model, window):
+    """The model's prediction of the row after ``window`` ``(1, steps, 3)``: ``(3,)``.
+
+    The output is ``(1, 3)``, or ``(1, steps, 3)`` for a model trained on every step
+    (the last step is the row after the window).
+    """
+    prediction = np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(window)))
+    return prediction[0, -1] if prediction.ndim == 3 else prediction[0]
+
+
 def test_generate_rows_follows_the_window_method(trained_run, song_folder):
+    representation = NoteMatrix()
+    model = load_model(trained_run)
+    primer = representation.encode(song_folder / "song2.mid")[:50]
+    rows = generate_rows(model, primer, 3, representation, method="window", progress=False)
+    assert rows.shape == (3, 3) and rows.dtype == np.float32
+    expected_first = valid_row(next_row_prediction(model, primer[None]), representation)
+    np.testing.assert_allclose(rows[0], expected_first, atol=1e-6)
+    second_window = np.concatenate([primer[1:], rows[:1]])[None]
+    np.testing.assert_allclose(rows[1], valid_row(next_row_prediction(model, second_window), representation),
+                               atol=1e-6)
+
+
+def test_carried_state_is_the_default_and_starts_with_the_window_prediction(trained_run, song_folder):
     representation = NoteMatrix()
     model = load_model(trained_run)
     primer = representation.encode(song_folder / "song2.mid")[:50]
     rows = generate_rows(model, primer, 3, representation, progress=False)
     assert rows.shape == (3, 3) and rows.dtype == np.float32
-    expected_first = valid_row(model.predict_on_batch(primer[None])[0], representation)
-    np.testing.assert_allclose(rows[0], expected_first, atol=1e-6)
-    second_window = np.concatenate([primer[1:], rows[:1]])[None]
-    np.testing.assert_allclose(rows[1], valid_row(model.predict_on_batch(second_window)[0], representation), atol=1e-6)
+    np.testing.assert_allclose(rows[0], valid_row(next_row_prediction(model, primer[None]), representation),
+                               atol=1e-5)
+    # Row 2 sees all 51 rows (primer and row 1); the window method would see the last 50.
+    np.testing.assert_allclose(rows[1], valid_row(next_row_prediction(model, np.concatenate([primer, rows[:1]])[None]),
+                                                  representation), atol=1e-5)
 
 
 def test_valid_row_clips_rounds_and_caps_any_prediction():

@@ -95,8 +95,8 @@ def _start_and_kill_mid_epoch(argv: list[str], run: Path, stderr_path: Path, epo
 
 def test_a_run_killed_mid_epoch_resumes_to_the_configured_epochs(song_folder, tmp_path):
     epochs, run = 6, tmp_path / "logs" / "killed"
-    done = _start_and_kill_mid_epoch(_flags(song_folder, tmp_path, "killed", epochs, batch_size=4), run,
-                                     tmp_path / "stderr.txt", epochs_before_kill=2)
+    flags = [*_flags(song_folder, tmp_path, "killed", epochs, batch_size=4), "--targets", "last"]  # long epochs
+    done = _start_and_kill_mid_epoch(flags, run, tmp_path / "stderr.txt", epochs_before_kill=2)
     assert 2 <= done < epochs
     _assert_every_file_loads(run)
     assert len(json.loads((run / runs.HISTORY_FILE).read_text())["epochs"]["loss"]) == done
@@ -144,7 +144,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(song_folder
 def test_early_stopping_counts_the_epochs_before_the_interruption(song_folder, tmp_path, capsys):
     # A learning rate of 1.0 makes the tiny model's validation loss jump about (as in test_training):
     # its best epoch comes before the interruption, and the patience runs out after it.
-    diverging = ["--patience", "2", "--learning-rate", "1.0"]
+    diverging = ["--patience", "2", "--learning-rate", "1.0", "--targets", "last"]
     assert train.main(_flags(song_folder, tmp_path, "stopped", 3) + diverging) == 0
     stopped = tmp_path / "logs" / "stopped"
     assert _checkpoint(stopped)["best_epoch"] < 2 and not _checkpoint(stopped)["stopped_early"]  # waiting

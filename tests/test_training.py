@@ -30,7 +30,7 @@ def test_run_folder_holds_config_model_split_and_history(trained_run, song_folde
     config = json.loads((trained_run / "config.json").read_text())
     assert config["train"]["model"] == {
         "cell": "lstm", "units": 8, "layers": 1, "dropout_rate": 0.75, "features": 3,
-        "head": "regression", "learning_rate": 1e-4,
+        "head": "regression", "learning_rate": 1e-4, "targets": "all",
     }
     assert config["train"]["window_length"] == 50 and config["train"]["epochs"] == 2
     assert config["train"]["batch_size"] == 32
@@ -45,7 +45,7 @@ def test_run_folder_holds_config_model_split_and_history(trained_run, song_folde
     assert (trained_run / "skipped.txt").read_text() == ""
 
     history = json.loads((trained_run / "history.json").read_text())
-    assert history["monitor"] == "val_loss" and len(history["epochs"]["loss"]) == 2
+    assert history["monitor"] == "val_last_mse" and len(history["epochs"]["loss"]) == 2
 
 
 def test_tensorboard_shows_losses_accuracy_graph_and_histograms(trained_run):
@@ -67,13 +67,13 @@ def test_tensorboard_shows_losses_accuracy_graph_and_histograms(trained_run):
     val_loss = [e.value for e in validation_events.Scalars("epoch_loss")]
     np.testing.assert_allclose(val_loss, history["val_loss"], rtol=1e-6)
     batches = train_events.Scalars("batch_loss")
-    assert len(batches) > 2 and [e.step for e in batches] == list(range(1, len(batches) + 1))
+    assert len(batches) >= 2 and [e.step for e in batches] == list(range(1, len(batches) + 1))  # 1 batch an epoch
     for tag in WEIGHT_TAGS:
         assert [e.step for e in train_events.Histograms(tag)] == [0, 1]
     kernel = train_events.Histograms("lstm/kernel")[-1].histogram_value
     assert kernel.num == 3 * 4 * 8
     dropout_output = validation_events.Histograms("dropout/output")[-1].histogram_value
-    assert dropout_output.num == 64 * 8  # a fixed probe batch of 64 validation windows x 8 units
+    assert dropout_output.num == 64 * 50 * 8  # a fixed probe batch of 64 validation windows x 50 steps x 8 units
 
 
 def test_layer_graph_for_backends_without_tensorflow():
@@ -119,11 +119,11 @@ def test_best_epoch_is_kept_and_patience_stops_training(song_folder, tmp_path):
     logdir = tmp_path / "logs"
     code = train.main(["--dataset", str(song_folder), "--data-dir", str(tmp_path / "data"), "--logdir", str(logdir),
                        "--run-name", "diverge", "--units", "8", "--epochs", "12", "--patience", "2",
-                       "--learning-rate", "1.0", "--batch-size", "32", "--quiet"])
+                       "--learning-rate", "1.0", "--batch-size", "32", "--targets", "last", "--quiet"])
     assert code == 0
     run = logdir / "diverge"
     history = json.loads((run / "history.json").read_text())
-    val_loss = history["epochs"]["val_loss"]
+    val_loss = history["epochs"]["val_last_mse"]  # the monitored value
     assert len(val_loss) < 12  # stopped early
     assert history["best_epoch"] == len(val_loss) - 1 - 2 == int(np.argmin(val_loss))
 
@@ -135,3 +135,18 @@ def test_best_epoch_is_kept_and_patience_stops_training(song_folder, tmp_path):
     saved_loss = float(np.mean((model.predict(x, verbose=0) - y) ** 2))
     assert saved_loss == pytest.approx(min(val_loss), rel=1e-4)
     assert saved_loss < val_loss[-1]
+
+
+def test_workers_encode_in_parallel_and_may_change_on_resume(song_folder, tmp_path):
+    flags = ["--dataset", str(song_folder), "--data-dir", str(tmp_path / "data"), "--logdir", str(tmp_path / "logs"),
+             "--units", "8", "--epochs", "1", "--quiet"]
+    assert train.main([*flags, "--run-name", "parallel", "--workers", "2"]) == 0
+    run = tmp_path / "logs" / "parallel"
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["workers"] == 2
+    assert train.main([*flags, "--run-name", "serial"]) == 0  # warm cache, one process: the same split
+    assert (tmp_path / "logs" / "serial" / "split.json").read_text() == (run / "split.json").read_text()
+    serial = json.loads((tmp_path / "logs" / "serial" / "config.json").read_text())
+    assert serial["dataset"]["fingerprint"] == config["dataset"]["fingerprint"]
+    assert train.main(["--resume", str(run), "--epochs", "2", "--workers", "1", "--quiet"]) == 0
+    assert len(json.loads((run / "history.json").read_text())["epochs"]["loss"]) == 2

@@ -1,0 +1,183 @@
+#!/usr/bin/env python
+"""Generation speed of the card's 512-unit model: python benchmarks/generation.py
+
+Prints rows per second, all measured in this one run, for
+
+- the card's window method: ``model.predict_on_batch`` on the 50-row window per new row
+  (``generation.generate_window``; a few hundred rows only, it is slow);
+- carried-state generation (``engine.CarriedStateGenerator``), at batch 1 and 32;
+- a plain NumPy loop of the same LSTM step, head and validity rule (the model's weights,
+  ``valid_row``), at batch 1 and 32: what an uncompiled stepper reaches;
+
+their ratios, and how the carried-state time grows with length. Untrained weights (speed
+does not depend on them). Rates are the best of ``--repeats`` timed calls after one
+warm-up call (which compiles); the compile time is printed separately. The machine's
+load average is printed too: other processes on a 2-core machine move these figures.
+
+NumPy's BLAS runs single-threaded here (``--blas-threads``, default 1): a 512 x 2048
+matrix-vector product is too small to gain from a second thread, and on a busy 2-core
+machine OpenBLAS' spinning threads slow the loop down up to 20x, which would flatter
+the compiled engine. The BLAS thread variables must be set before NumPy loads, so the
+arguments are parsed first and everything else is imported in ``main``.
+
+    KERAS_BACKEND=jax python benchmarks/generation.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+WINDOW_LENGTH = 50
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--units", type=int, default=512, help="LSTM units (default: the card's %(default)s)")
+    parser.add_argument("--naive-rows", type=int, default=200, help="rows for the window method (default: %(default)s)")
+    parser.add_argument("--rows", type=int, default=1000, help="rows per timed call otherwise (default: %(default)s)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[250, 1000, 4000],
+                        help="lengths for the growth table (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per figure (default: %(default)s)")
+    parser.add_argument("--blas-threads", type=int, default=1,
+                        help="threads of NumPy's BLAS, for the NumPy loop (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def best_rate(function, rows: int, repeats: int) -> tuple[float, float]:
+    """``(best rows/s, best seconds)`` over ``repeats`` calls of ``function()``."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return rows / best, best
+
+
+def numpy_lstm_loop(model, primers, length: int, representation):
+    """The card model's step in plain NumPy: prime on ``primers`` ``(N, k, 3)``, then ``length`` valid rows."""
+    import numpy as np
+
+    from note_matrix.generation import valid_row
+
+    kernel, recurrent_kernel, bias = model.get_layer("lstm").get_weights()
+    dense_kernel, dense_bias = model.get_layer("dense").get_weights()
+    batch, units = primers.shape[0], recurrent_kernel.shape[0]
+    h = np.zeros((batch, units), np.float32)
+    c = np.zeros((batch, units), np.float32)
+
+    def sigmoid(x):
+        return 1.0 / (1.0 + np.exp(-x))
+
+    def step(x, h, c):
+        z = x @ kernel + h @ recurrent_kernel + bias
+        i, f, g, o = np.split(z, 4, axis=1)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        return sigmoid(o) * np.tanh(c), c
+
+    for t in range(primers.shape[1]):
+        h, c = step(primers[:, t], h, c)
+    rows = np.empty((batch, length, 3), np.float32)
+    for t in range(length):
+        row = valid_row(h @ dense_kernel + dense_bias, representation)
+        rows[:, t] = row
+        h, c = step(row, h, c)
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    for name in BLAS_THREAD_VARIABLES:
+        os.environ[name] = str(args.blas_threads)
+    import keras
+    import numpy as np
+
+    from models import ModelConfig, build_model
+    from note_matrix.devices import describe_device
+    from note_matrix.generation import carried_state_generator, generate_window, valid_row
+    from note_matrix.representation import NoteMatrix
+
+    representation = NoteMatrix()
+    keras.utils.set_random_seed(0)
+    model = build_model(ModelConfig(units=args.units))
+    rng = np.random.default_rng(0)
+    primers = valid_row(rng.random((32, WINDOW_LENGTH, 3)), representation)  # (32, 50, 3)
+    one = primers[:1]
+
+    print(f"backend {keras.backend.backend()} (Keras {keras.__version__}), {describe_device()}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, NumPy BLAS threads {args.blas_threads}")
+    print(f"model: LSTM({args.units}) -> Dropout -> Dense(3), window {WINDOW_LENGTH}, untrained weights")
+
+    # The card's window method: one predict_on_batch per row.
+    generate_window(model, one, 2, representation, progress=False)  # warm-up (builds the predict function)
+    naive, _ = best_rate(lambda: generate_window(model, one, args.naive_rows, representation, progress=False),
+                         args.naive_rows, 2)
+
+    # Where the window method's time goes: one predict_on_batch on a 1-row and on a 50-row window.
+    calls = {}
+    for steps in (1, WINDOW_LENGTH):
+        window = one[:, :steps]
+        model.predict_on_batch(window)  # warm-up (a new shape traces again)
+        calls[steps] = best_rate(lambda: model.predict_on_batch(window), 1, args.repeats)[1]  # noqa: B023
+    step_seconds = (calls[WINDOW_LENGTH] - calls[1]) / (WINDOW_LENGTH - 1)
+    overhead_seconds = calls[1] - step_seconds
+
+    generator = carried_state_generator(model, representation)
+    results = {}
+    for batch in (1, 32):
+        start = time.perf_counter()
+        generator.generate(primers[:batch], args.rows)
+        compile_seconds = time.perf_counter() - start
+        batch_primers = primers[:batch]
+        carried, _ = best_rate(lambda: generator.generate(batch_primers, args.rows), batch * args.rows,  # noqa: B023
+                               args.repeats)
+        numpy_rows = args.rows if batch == 1 else max(args.rows // 4, 100)
+        plain, _ = best_rate(lambda: numpy_lstm_loop(model, batch_primers, numpy_rows, representation),  # noqa: B023
+                             batch * numpy_rows, args.repeats)
+        results[batch] = carried, plain, compile_seconds
+
+    # The engine and the NumPy loop compute the same rows (the first ones, before rounding can part them).
+    check = 50
+    difference = np.abs(generator.generate(primers[:4], check)
+                        - numpy_lstm_loop(model, primers[:4], check, representation)).max()
+
+    print()
+    print(f"{'method':44s} {'rows/s':>10s}")
+    print(f"{'window method, predict per row, batch 1':44s} {naive:10,.0f}   ({args.naive_rows} rows)")
+    for batch, (carried, plain, compile_seconds) in results.items():
+        print(f"{f'carried state, batch {batch}':44s} {carried:10,.0f}   "
+              f"(first call, compiling: {compile_seconds:.2f} s)")
+        print(f"{f'NumPy loop of the same step, batch {batch}':44s} {plain:10,.0f}")
+    print()
+    carried_1, plain_1, _ = results[1]
+    carried_32, plain_32, _ = results[32]
+    print(f"carried state / window method, batch 1:     {carried_1 / naive:8.1f}x   (goal >= 100x)")
+    print(f"carried state / NumPy loop, batch 1:        {carried_1 / plain_1:8.2f}x   (goal >= 0.5x)")
+    print(f"carried state / NumPy loop, batch 32:       {carried_32 / plain_32:8.2f}x   (goal >= 0.5x)")
+    print(f"carried state vs NumPy loop, first {check} rows of 4 pieces: max difference {difference:.1e}")
+    print()
+    print(f"window method, one row = one predict_on_batch of {WINDOW_LENGTH} rows, {calls[WINDOW_LENGTH] * 1e3:.2f} ms"
+          f" = Keras call overhead {overhead_seconds * 1e3:.2f} ms + {WINDOW_LENGTH} LSTM steps"
+          f" x {step_seconds * 1e6:.0f} us")
+    print(f"carried state, one row = one LSTM step + head + validity, {1e6 / carried_1:.0f} us: the ratio is about"
+          f" {WINDOW_LENGTH} x {step_seconds * carried_1:.2f} (steps) + {overhead_seconds * carried_1:.0f} (overhead)")
+
+    print()
+    print(f"{'length':>8s} {'seconds':>9s} {'rows/s':>10s}   carried state, batch 1 (prime 50 rows + length)")
+    for length in args.lengths:
+        generator.generate(one, length)  # compiles for this length's chunk size
+        rate, seconds = best_rate(lambda: generator.generate(one, length), length, args.repeats)  # noqa: B023
+        print(f"{length:8,d} {seconds:9.3f} {rate:10,.0f}")
+    print(f"\nload average now {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

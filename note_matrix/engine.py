@@ -1,0 +1,297 @@
+"""Carried-state generation: one recurrent step per new row, the loop compiled once.
+
+The card's method recomputes the whole 50-row window for every new row. Here the
+recurrent state is carried forward instead: the primer rows are run through the same
+step function to build the state, then each step predicts a row from the top layer's
+output, turns it into the row that is written (``row_function``, e.g. the validity rule
+of ``generation.valid_rows``), and feeds exactly that row back for one more step. The
+first generated row therefore equals the window method's first prediction, and while the
+piece is no longer than the window both methods see the same rows and agree (to float
+tolerance); after that the carried state keeps the whole piece as context, where the
+window method forgets all but the last ``window_length`` rows.
+
+Backend-neutral: ``keras.ops`` only; ``note_matrix.backend.compile_function`` compiles
+the two loops (``tf.function(jit_compile=True)`` under TensorFlow, ``jax.jit`` under
+JAX). The weights are read from the model's own variables at every call (passed to the
+compiled functions as arguments, never captured or copied), so the model stays the single
+source of truth.
+
+Supported models: a chain ``Input -> LSTM | GRU | SimpleRNN (stacked, any mix) ->
+Dropout | Dense | Activation | TimeDistributed(one of these) ...``, with the last
+recurrent layer returning the last output or the whole sequence (a model trained to
+predict every step). Dropout is the identity at inference. Anything else is refused with
+a ``RunError`` naming the layer, so the caller can fall back to the window method.
+
+Sampling hook: ``generate(..., noise=)`` takes a per-step random input of shape
+``(N, length, features)`` that reaches the compiled loop; ``row_function(prediction,
+noise_t)`` sees row t's slice ``(N, features)`` next to the prediction and returns the
+row to write and feed back. The deterministic row function ignores it and ``generate``
+passes zeros; temperature or noise sampling is a different ``row_function`` and random
+numbers drawn outside, nothing else changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import ops
+from tqdm import tqdm
+
+from note_matrix.backend import compile_function
+from note_matrix.errors import RunError
+
+CHUNK_STEPS = 1024  # rows per compiled call: the progress bar moves and the noise is sliced per chunk
+
+RowFunction = Callable[[object, object], object]  # (prediction (N, F), noise_t (N, F)) -> row (N, F)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One layer of the per-row computation and the model variables it reads."""
+
+    kind: str  # "lstm", "gru", "rnn" (recurrent); "dense", "activation" (head)
+    name: str
+    variables: tuple  # the layer's own keras.Variable objects, in the order the step reads them
+    activation: Callable | None = None
+    recurrent_activation: Callable | None = None
+    units: int = 0
+    reset_after: bool = True  # GRU only
+
+
+_RECURRENT = {keras.layers.LSTM: "lstm", keras.layers.GRU: "gru", keras.layers.SimpleRNN: "rnn"}
+
+
+def _plan(model: keras.Model) -> tuple[tuple[_Step, ...], tuple[_Step, ...], int]:
+    """The model as ``(recurrent steps, head steps, features)``; ``RunError`` if it is not a supported chain."""
+
+    def refuse(layer, why: str):
+        return RunError(
+            f"{model.name}: carried-state generation cannot run layer {layer.name!r} "
+            f"({type(layer).__name__}): {why}; use the window method (--method window)"
+        )
+
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise RunError(f"{model.name}: carried-state generation needs one input and one output")
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    previous = model.inputs[0]
+    recurrent, head = [], []
+    for layer in layers:
+        if layer.input is not previous:
+            raise refuse(layer, "the model is not a simple chain of layers")
+        previous = layer.output
+        inner = layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer
+        kind = _RECURRENT.get(type(inner))
+        if kind is not None:
+            if head:
+                raise refuse(layer, "a recurrent layer after the head")
+            if inner.go_backwards or inner.return_state:
+                raise refuse(layer, "go_backwards and return_state are not supported")
+            if inner is not layer:
+                raise refuse(layer, "a recurrent layer inside TimeDistributed")
+            cell = inner.cell
+            bias = (cell.bias,) if cell.use_bias else ()
+            recurrent.append(_Step(
+                kind, layer.name, (cell.kernel, cell.recurrent_kernel, *bias),
+                activation=cell.activation,
+                recurrent_activation=getattr(cell, "recurrent_activation", None),
+                units=cell.units, reset_after=getattr(cell, "reset_after", True),
+            ))
+        elif not recurrent:
+            raise refuse(layer, "the first layers must be recurrent (LSTM, GRU or SimpleRNN)")
+        elif isinstance(inner, keras.layers.Dropout):
+            continue  # the identity at inference
+        elif isinstance(inner, keras.layers.Dense):
+            bias = (inner.bias,) if inner.use_bias else ()
+            head.append(_Step("dense", layer.name, (inner.kernel, *bias), activation=inner.activation))
+        elif isinstance(inner, keras.layers.Activation):
+            head.append(_Step("activation", layer.name, (), activation=inner.activation))
+        else:
+            raise refuse(layer, "only Dropout, Dense and Activation may follow the recurrent layers")
+    if previous is not model.outputs[0]:
+        raise RunError(f"{model.name}: carried-state generation needs the last layer to be the output")
+    if not recurrent:
+        raise RunError(f"{model.name}: no recurrent layer (LSTM, GRU or SimpleRNN) to carry state in")
+    features = int(model.inputs[0].shape[-1])
+    output_features = int(model.outputs[0].shape[-1])
+    if output_features != features:
+        raise RunError(f"{model.name}: predicts {output_features} features per row but reads {features}")
+    return tuple(recurrent), tuple(head), features
+
+
+# -- the per-row computation (keras.ops; runs inside the compiled loops) -------------------------
+
+def _zero_state(step: _Step, batch: int) -> tuple:
+    zeros = ops.zeros((batch, step.units), dtype="float32")
+    return (zeros, zeros) if step.kind == "lstm" else (zeros,)
+
+
+def _recurrent_step(step: _Step, weights: tuple, state: tuple, x) -> tuple:
+    """One time step of one recurrent layer, as ``keras.layers.<cell>.call`` computes it.
+
+    ``x`` ``(N, inputs)``, ``state`` ``(h,)`` or ``(h, c)`` each ``(N, units)``; returns the new state.
+    """
+    kernel, recurrent_kernel, *bias = weights
+    units = step.units
+    if step.kind == "lstm":  # gates i, f, c, o
+        h, c = state
+        z = ops.matmul(x, kernel) + ops.matmul(h, recurrent_kernel)
+        if bias:
+            z = z + bias[0]
+        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+        c = step.recurrent_activation(z_f) * c + step.recurrent_activation(z_i) * step.activation(z_c)
+        h = step.recurrent_activation(z_o) * step.activation(c)
+        return (h, c)
+    if step.kind == "gru":  # gates z (update), r (reset), h (candidate)
+        (h,) = state
+        matrix_x = ops.matmul(x, kernel)
+        if step.reset_after:
+            matrix_inner = ops.matmul(h, recurrent_kernel)
+            if bias:
+                matrix_x = matrix_x + bias[0][0]
+                matrix_inner = matrix_inner + bias[0][1]
+        else:
+            matrix_inner = ops.matmul(h, recurrent_kernel[:, : 2 * units])
+            if bias:
+                matrix_x = matrix_x + bias[0]
+        x_z, x_r, x_h = ops.split(matrix_x, 3, axis=-1)
+        z = step.recurrent_activation(x_z + matrix_inner[:, :units])
+        r = step.recurrent_activation(x_r + matrix_inner[:, units : 2 * units])
+        if step.reset_after:
+            recurrent_h = r * matrix_inner[:, 2 * units :]
+        else:
+            recurrent_h = ops.matmul(r * h, recurrent_kernel[:, 2 * units :])
+        candidate = step.activation(x_h + recurrent_h)
+        return (z * h + (1 - z) * candidate,)
+    (h,) = state  # SimpleRNN
+    output = ops.matmul(x, kernel)
+    if bias:
+        output = output + bias[0]
+    return (step.activation(output + ops.matmul(h, recurrent_kernel)),)
+
+
+def _stack_step(recurrent: tuple[_Step, ...], weights: tuple, states: tuple, row) -> tuple:
+    """Every recurrent layer one step on ``row`` ``(N, F)``; returns the new states."""
+    new_states, x = [], row
+    for step, layer_weights, state in zip(recurrent, weights, states):
+        state = _recurrent_step(step, layer_weights, state, x)
+        new_states.append(state)
+        x = state[0]
+    return tuple(new_states)
+
+
+def _head(head: tuple[_Step, ...], weights: tuple, x):
+    """The layers after the recurrent ones, on the top layer's output ``(N, units)``: ``(N, F)``."""
+    for step, layer_weights in zip(head, weights):
+        if step.kind == "dense":
+            x = ops.matmul(x, layer_weights[0])
+            if len(layer_weights) > 1:
+                x = x + layer_weights[1]
+        x = step.activation(x)
+    return x
+
+
+# -- the generator ---------------------------------------------------------------------------------
+
+class CarriedStateGenerator:
+    """Generates rows from ``model`` with its recurrent state carried forward.
+
+    ``row_function(prediction, noise_t)`` (``keras.ops``, ``(N, F)`` each) returns the
+    row that is written and fed back. ``generate`` reads the weights from ``model`` at
+    every call. ``traces`` counts how often each compiled function's Python body ran:
+    once per new set of input shapes under TensorFlow and JAX.
+    """
+
+    def __init__(self, model: keras.Model, row_function: RowFunction, *, chunk_steps: int = CHUNK_STEPS):
+        self.model_name = model.name
+        self._recurrent, self._head, self.features = _plan(model)
+        self._row_function = row_function
+        self.chunk_steps = int(chunk_steps)
+        self.traces: Counter[str] = Counter()
+        self._prime = compile_function(self._prime_body)
+        self._run = compile_function(self._run_body)
+
+    # The two compiled functions. Arguments are tensors only (nested tuples of them).
+    def _prime_body(self, weights, primers):
+        """State after the primer rows ``(N, k, F)``, from a zero state."""
+        self.traces["prime"] += 1
+        recurrent_weights = weights[0]
+        batch, steps = primers.shape[0], primers.shape[1]
+        states = tuple(_zero_state(step, batch) for step in self._recurrent)
+
+        def body(t, states):
+            row = ops.squeeze(ops.slice(primers, (0, t, 0), (batch, 1, self.features)), axis=1)
+            return _stack_step(self._recurrent, recurrent_weights, states, row)
+
+        return ops.fori_loop(0, steps, body, states)
+
+    def _run_body(self, weights, states, noise):
+        """``noise.shape[1]`` rows from ``states``: returns ``(states, rows (N, steps, F))``."""
+        self.traces["run"] += 1
+        recurrent_weights, head_weights = weights
+        batch, steps = noise.shape[0], noise.shape[1]
+        rows = ops.zeros((steps, batch, self.features), dtype="float32")  # time-major buffer
+
+        def body(t, carry):
+            states, rows = carry
+            prediction = _head(self._head, head_weights, states[-1][0])
+            noise_t = ops.squeeze(ops.slice(noise, (0, t, 0), (batch, 1, self.features)), axis=1)
+            row = self._row_function(prediction, noise_t)
+            rows = ops.slice_update(rows, (t, 0, 0), row[None])
+            return _stack_step(self._recurrent, recurrent_weights, states, row), rows
+
+        states, rows = ops.fori_loop(0, steps, body, (states, rows))
+        return states, ops.transpose(rows, (1, 0, 2))
+
+    def _weights(self) -> tuple:
+        """The model's variables as tensors, now (the model is the single source)."""
+        def read(steps):
+            return tuple(tuple(ops.convert_to_tensor(v) for v in step.variables) for step in steps)
+
+        return read(self._recurrent), read(self._head)
+
+    def generate(
+        self,
+        primers: np.ndarray,
+        length: int,
+        *,
+        noise: np.ndarray | None = None,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """``length`` rows after each primer.
+
+        ``primers`` ``(N, k, F)`` float32, k >= 1 (the N pieces run as one batch);
+        ``noise`` ``(N, length, F)`` float32, the per-step random input that
+        ``row_function`` receives (zeros when None). Returns ``(N, length, F)`` float32.
+        The loop runs in chunks of at most ``chunk_steps`` rows, all of the same size
+        (the last one padded and cut), so one compiled function serves the whole piece.
+        """
+        primers = np.asarray(primers, dtype=np.float32)
+        if primers.ndim != 3 or primers.shape[1] < 1 or primers.shape[2] != self.features:
+            raise ValueError(f"primers must have shape (N, k >= 1, {self.features}), got {primers.shape}")
+        batch = primers.shape[0]
+        if length < 1:
+            raise ValueError(f"length must be positive, got {length}")
+        if noise is not None:
+            noise = np.asarray(noise, dtype=np.float32)
+            if noise.shape != (batch, length, self.features):
+                raise ValueError(f"noise must have shape {(batch, length, self.features)}, got {noise.shape}")
+        chunks = math.ceil(length / self.chunk_steps)
+        steps = math.ceil(length / chunks)
+        weights = self._weights()
+        states = self._prime(weights, primers)
+        out = np.empty((batch, chunks * steps, self.features), dtype=np.float32)
+        with tqdm(total=length, desc="generating", unit="row", disable=not progress) as bar:
+            for start in range(0, chunks * steps, steps):
+                chunk_noise = np.zeros((batch, steps, self.features), dtype=np.float32)
+                if noise is not None:
+                    part = noise[:, start : start + steps]
+                    chunk_noise[:, : part.shape[1]] = part
+                states, rows = self._run(weights, states, chunk_noise)
+                out[:, start : start + steps] = ops.convert_to_numpy(rows)
+                bar.update(min(steps, length - start))
+        return out[:, :length]

@@ -1,0 +1,64 @@
+"""Baselines and scores on rows built by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from note_matrix.baselines import Baselines, Prediction, gaussian_nll, score, target_rows
+
+
+def rows(pitches, velocities, times):
+    return np.stack([np.array(pitches) / 127, np.array(velocities) / 127, np.array(times)], 1).astype(np.float64)
+
+
+def test_target_rows_are_those_a_window_model_scores():
+    a = rows([60, 62, 64, 65], [100] * 4, [0, 0.1, 0.2, 0.3])
+    b = rows([70, 72], [90, 0], [0, 0.5])
+    previous, target = target_rows([a, b], window=2)
+    np.testing.assert_array_equal(target, a[2:])  # b has no row at index 2
+    np.testing.assert_array_equal(previous, a[1:3])
+
+
+def test_score_by_hand():
+    target = rows([60, 62], [100, 0], [0.5, 0.25])
+    predicted = rows([60.4, 64], [100, 10], [0.5, 0.75])
+    result = score(Prediction(predicted), target)
+    assert result["mse_note"] == pytest.approx(((0.4 / 127) ** 2 + (2 / 127) ** 2) / 2)
+    assert result["mse_velocity"] == pytest.approx((10 / 127) ** 2 / 2)
+    assert result["mse_time"] == pytest.approx(0.5 ** 2 / 2)
+    assert result["mse"] == pytest.approx((result["mse_note"] + result["mse_velocity"] + result["mse_time"]) / 3)
+    assert result["pitch_accuracy"] == 0.5
+    assert result["nll"] is None
+
+
+def test_nll_by_hand():
+    target = rows([60], [100], [0.5])
+    probabilities = np.zeros((1, 128))
+    probabilities[0, 60] = 0.25
+    result = score(Prediction(target, probabilities, 0.1, 0.2), target)
+    expected = -np.log(0.25) + (0.5 * np.log(2 * np.pi) + np.log(0.1)) + (0.5 * np.log(2 * np.pi) + np.log(0.2))
+    assert result["nll"] == pytest.approx(expected)
+    assert gaussian_nll(np.array([1.0]), np.array([0.0]), 1.0)[0] == pytest.approx(0.5 * np.log(2 * np.pi) + 0.5)
+
+
+def test_baselines_by_hand():
+    # 60 -> 62 twice, 62 -> 60 once, 62 -> 64 once
+    training = [rows([60, 62, 60, 62, 64], [100, 0, 100, 0, 80], [0.0, 0.5, 0.0, 0.5, 0.2])]
+    baselines = Baselines.fit(training)
+    np.testing.assert_allclose(baselines.mean_row, training[0].mean(axis=0))
+    # P(62 | 60) = (2 + 1) / (2 + 128)
+    assert baselines.transitions[60, 62] == pytest.approx(3 / 130)
+    assert baselines.pitch_marginal[60] == pytest.approx(3 / (5 + 128))
+    test = [rows([60, 62, 64, 60], [100, 0, 100, 0], [0.1, 0.2, 0.3, 0.4])]
+    scores = baselines.score_all(test, window=1)
+    # repeat: predicts 60, 62, 64 for targets 62, 64, 60: no pitch right
+    assert scores["repeat previous row"]["pitch_accuracy"] == 0.0
+    # Markov: after 60 -> 62 (right), after 62 -> 60 or 64 (tie: argmax takes 60; target 64 wrong),
+    # after 64 -> unseen, uniform: argmax 0 (wrong)
+    assert scores["Markov chain (pitch)"]["pitch_accuracy"] == pytest.approx(1 / 3)
+    markov = baselines.markov(test[0][:-1])
+    assert markov.rows[0, 0] * 127 == pytest.approx(62)
+    for name in ("training mean", "Markov chain (pitch)"):
+        assert scores[name]["nll"] is not None and np.isfinite(scores[name]["nll"])
+    assert scores["repeat previous row"]["nll"] is None
