@@ -21,15 +21,9 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
 from models import CELLS, TARGETS  # noqa: E402
+from note_matrix.distribute import DISTRIBUTE, check_distribution  # noqa: E402
 from note_matrix.errors import NoteMatrixError  # noqa: E402
-from note_matrix.training import (  # noqa: E402
-    DISTRIBUTE,
-    TrainConfig,
-    check_distribution,
-    resume,
-    resume_config,
-    train,
-)
+from note_matrix.training import TrainConfig, resume, resume_config, train  # noqa: E402
 
 TRAIN_DEFAULTS = TrainConfig()
 MODEL_DEFAULTS = TRAIN_DEFAULTS.model

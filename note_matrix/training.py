@@ -23,11 +23,7 @@ split among the replicas, so every setting trains the same updates whatever the 
 
 from __future__ import annotations
 
-import contextlib
-import filecmp
 import json
-import math
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
@@ -39,6 +35,7 @@ import numpy as np
 import note_matrix
 from models import ModelConfig, build_model, compile_model
 from note_matrix import runs
+from note_matrix.checkpoints import EpochCheckpoint, complete_commit, load_checkpoint
 from note_matrix.datasets import (
     DatasetFiles,
     EncodedDataset,
@@ -48,15 +45,14 @@ from note_matrix.datasets import (
     write_skip_report,
 )
 from note_matrix.devices import describe_device
-from note_matrix.errors import DatasetError, DistributionError, RunError
+from note_matrix.distribute import DISTRIBUTE, Distribution, build_from_one_window, log_vectors
+from note_matrix.errors import DatasetError, RunError
 from note_matrix.representation import NoteMatrix
 from note_matrix.tensorboard import TensorBoardLogger
 from note_matrix.windows import ShuffleEpochs, WindowBatches, WindowIndex
 
 PROBE_BATCH_SIZE = 64
 DEFAULT_TARGETS = "all"  # see the README, "Training modes": the same network, 40x the targets a second
-DISTRIBUTE = ("none", "mirrored", "multiworker")
-STRATEGY_NAMES = {"mirrored": "MirroredStrategy", "multiworker": "MultiWorkerMirroredStrategy"}
 # Train longer; the same files read from elsewhere; other devices (the same updates: the batch is global).
 RESUMABLE_CHANGES = ("epochs", "data_dir", "distribute", "workers")
 
@@ -371,7 +367,7 @@ def _fit(
             initial_epoch, steps = 0, {"train_step": 0, "validation_step": 0}
             action = "Training"
         else:
-            model = _load_checkpoint(run_dir, checkpoint)
+            model = load_checkpoint(run_dir, checkpoint)
             initial_epoch, steps = checkpoint["epochs_done"], checkpoint["tensorboard"]
             action = f"Resuming at epoch {initial_epoch + 1} of {config.epochs}:"
     what = (f"{batches.windows} chunks of {config.window_length} rows, every next row a target"
@@ -393,9 +389,9 @@ def _fit(
     else:
         from note_matrix import pipeline  # tf.data: TensorFlow backend only
 
-        _build_from_one_window(model, batches)
+        build_from_one_window(model, batches)
         if distribution.kind == "multiworker":
-            _log_vectors(model)
+            log_vectors(model)
         inputs = {
             "x": pipeline.training_dataset(batches, initial_epoch, config.epochs),
             "steps_per_epoch": len(batches),
@@ -416,279 +412,3 @@ def _fit(
         print(f"best {tracker.monitor} {tracker.best:.6f} at epoch {tracker.best_epoch + 1}; "
               f"model saved to {run_dir / runs.MODEL_FILE}")
     return TrainResult(run_dir, tracker.history, data.encoded.skipped, tracker.epochs_done - initial_epoch)
-
-
-_DISTRIBUTIONS: dict[tuple, Distribution] = {}  # see Distribution.create
-
-
-class Distribution:
-    """Where training runs: one device (``strategy`` None) or a ``tf.distribute`` strategy.
-
-    Build it with ``create`` before TensorFlow runs anything: a multi-worker strategy
-    must be set up at program start. ``is_chief``: whether this process writes the run
-    folder (always, except on the non-chief workers of a multi-worker cluster).
-    """
-
-    def __init__(self, kind: str = "none", strategy=None, *, is_chief: bool = True, task: str = "local"):
-        self.kind, self.strategy, self.is_chief, self.task = kind, strategy, is_chief, task
-
-    @property
-    def replicas(self) -> int:
-        return 1 if self.strategy is None else int(self.strategy.num_replicas_in_sync)
-
-    @classmethod
-    def create(cls, kind: str) -> Distribution:
-        """The distribution of ``--distribute kind``; the same object for the same kind and
-        ``TF_CONFIG`` within a process (TensorFlow sets up a multi-worker cluster only once)."""
-        cluster = check_distribution(kind)
-        if kind == "none":
-            return cls()
-        key = (kind, os.environ.get("TF_CONFIG") if kind == "multiworker" else None)
-        if key not in _DISTRIBUTIONS:
-            import tensorflow as tf  # check_distribution made sure this is the TensorFlow backend
-
-            if kind == "mirrored":
-                devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-                _DISTRIBUTIONS[key] = cls(kind, tf.distribute.MirroredStrategy([device.name for device in devices]))
-            else:
-                task = cluster["task"]
-                _DISTRIBUTIONS[key] = cls(kind, tf.distribute.MultiWorkerMirroredStrategy(),
-                                          is_chief=cluster["is_chief"], task=f"{task['type']}-{task['index']}")
-        return _DISTRIBUTIONS[key]
-
-    def scope(self):
-        return contextlib.nullcontext() if self.strategy is None else self.strategy.scope()
-
-    @property
-    def name(self) -> str | None:
-        """The strategy's public name (``MultiWorkerMirroredStrategy``'s class is ``CollectiveAllReduceStrategy``)."""
-        return None if self.strategy is None else STRATEGY_NAMES[self.kind]
-
-    def describe(self) -> str:
-        """`` with MirroredStrategy, 2 replicas`` (and the task of a worker), or ``""`` on one device."""
-        if self.strategy is None:
-            return ""
-        task = "" if self.kind == "mirrored" else f", this is {self.task}{' (chief)' if self.is_chief else ''}"
-        return f" with {self.name}, {self.replicas} replica{'s' if self.replicas > 1 else ''}{task}"
-
-    def to_json(self) -> dict:
-        if self.strategy is None:
-            return {"strategy": None, "replicas": 1}
-        devices = list(getattr(self.strategy.extended, "worker_devices", ()))
-        return {"strategy": self.name, "replicas": self.replicas, "task": self.task, "chief": self.is_chief,
-                "devices": devices}
-
-
-def check_distribution(kind: str) -> dict | None:
-    """Raise ``DistributionError`` (a one-line message) if ``--distribute kind`` cannot run here.
-
-    Needs the TensorFlow backend for anything but ``"none"``; ``"multiworker"`` needs
-    ``TF_CONFIG``, a JSON object with ``cluster`` (``worker``: ``["host:port", ...]``,
-    optionally ``chief``) and this process's ``task`` (``type``, ``index``). Returns the
-    parsed cluster for ``"multiworker"`` (with ``is_chief``), else None.
-    """
-    if kind not in DISTRIBUTE:
-        raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {kind!r}")
-    if kind == "none":
-        return None
-    backend = keras.backend.backend()
-    if backend != "tensorflow":
-        raise DistributionError(f"--distribute {kind} trains through tf.distribute and needs the TensorFlow backend "
-                         f"(KERAS_BACKEND=tensorflow); this is {backend}")
-    if kind == "mirrored":
-        return None
-    return parse_tf_config(os.environ.get("TF_CONFIG"))
-
-
-TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-                     '"task": {"type": "worker", "index": 0}}\'')
-
-
-def parse_tf_config(text: str | None) -> dict:
-    """The cluster and task of a ``TF_CONFIG`` value; ``DistributionError`` (one line) if it is not usable.
-
-    The chief is the ``chief`` task if the cluster has one, else worker 0.
-    """
-    where = "--distribute multiworker reads the cluster from TF_CONFIG"
-    if not text:
-        raise DistributionError(f"{where}, which is not set (e.g. {TF_CONFIG_EXAMPLE})")
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DistributionError(f"{where}: not JSON ({error})") from None
-    cluster = config.get("cluster") if isinstance(config, dict) else None
-    task = config.get("task") if isinstance(config, dict) else None
-    if not isinstance(cluster, dict) or not isinstance(cluster.get("worker"), list) or not cluster["worker"]:
-        raise DistributionError(
-            f'{where}: it needs "cluster": {{"worker": ["host:port", ...]}} (e.g. {TF_CONFIG_EXAMPLE})'
-        )
-    for role, hosts in cluster.items():
-        if role not in ("chief", "worker") or not isinstance(hosts, list) or not all(
-            isinstance(host, str) and ":" in host for host in hosts
-        ):
-            raise DistributionError(f'{where}: cluster "{role}" must be a list of "host:port" (roles: chief, worker)')
-    if not isinstance(task, dict) or task.get("type") not in cluster or not isinstance(task.get("index"), int):
-        raise DistributionError(f'{where}: "task" must name this process, e.g. {{"type": "worker", "index": 0}}, '
-                         f"with a type among {sorted(cluster)}")
-    if not 0 <= task["index"] < len(cluster[task["type"]]):
-        raise DistributionError(f'{where}: task index {task["index"]} is out of range for the '
-                         f'{len(cluster[task["type"]])} {task["type"]} host(s)')
-    is_chief = task["type"] == "chief" or ("chief" not in cluster and task["index"] == 0)
-    return {"cluster": cluster, "task": task, "is_chief": is_chief}
-
-
-def _build_from_one_window(model: keras.Model, batches: WindowBatches) -> None:
-    """Let Keras build the model's metrics from one local window rather than a reduced batch.
-
-    Under a ``tf.distribute`` strategy, Keras 3's ``fit`` and ``evaluate`` first take a
-    batch from the distributed dataset and average it across the replicas only to learn
-    the shapes of ``(x, y)``. That fails across workers (``MultiWorkerMirroredStrategy``
-    cannot reduce the tuple) and for a batch that does not split evenly among the
-    replicas. Shapes are all it needs, and one window gives them.
-    """
-    window = batches.index.gather(batches.index.starts[:1], batches.targets)
-    build = model._maybe_symbolic_build  # private: the Keras step that fails, see above
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=window)
-
-
-def _log_vectors(model: keras.Model) -> None:
-    """Make the training and test steps return their logs as ``(1,)`` vectors, not scalars.
-
-    Under ``MultiWorkerMirroredStrategy`` with several workers, Keras 3 averages each
-    step's logs across the workers with ``strategy.reduce("MEAN", value, axis=0)``, which
-    fails on a scalar ("Invalid reduction dimension 0 for input with 0 dimensions",
-    tensorflow/tensorflow#72388). The logs are the metrics' results, the same on every
-    replica (metric variables are summed across replicas), so the mean of the vectors is
-    the value, and Keras hands the callbacks a ``(1,)`` array, which they read as a number.
-    """
-    import tensorflow as tf
-
-    for name in ("train_step", "test_step"):
-        step = getattr(model, name)
-        setattr(model, name, lambda data, step=step: {k: tf.reshape(v, (1,)) for k, v in step(data).items()})
-
-
-def _load_checkpoint(run_dir: Path, checkpoint: dict) -> keras.Model:
-    """The checkpointed model, with its optimizer and dropout random state (under a strategy: in its scope)."""
-    model = keras.saving.load_model(run_dir / checkpoint["model"])
-    restore_seed_states(model, checkpoint["seed_generators"])
-    return model
-
-
-def seed_states(model: keras.Model) -> dict[str, list[int]]:
-    """The state of every random seed generator (dropout's), as ``{"<layer>/<n>": [seed, counter]}``.
-
-    Keras does not save these in ``.keras`` files; without them a resumed run would draw
-    other dropout masks than an uninterrupted one. Keys use layer names, which are stable
-    (the generators' own names are numbered per process).
-    """
-    return {
-        f"{layer.name}/{n}": [int(v) for v in keras.ops.convert_to_numpy(variable)]
-        for layer in model.layers
-        for n, variable in enumerate(_seed_variables(layer))
-    }
-
-
-def restore_seed_states(model: keras.Model, states: dict[str, list[int]]) -> None:
-    """Set the seed generators to ``states`` (from ``seed_states``)."""
-    for layer in model.layers:
-        for n, variable in enumerate(_seed_variables(layer)):
-            if f"{layer.name}/{n}" in states:
-                variable.assign(np.asarray(states[f"{layer.name}/{n}"], dtype=variable.dtype))
-
-
-def _seed_variables(layer: keras.Layer) -> list:
-    return [variable for variable in layer.variables if variable.name == "seed_generator_state"]
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """After each epoch: checkpoint, best model, early stopping and history, all resumable.
-
-    In this order, so that a kill at any moment leaves a consistent run folder:
-
-    1. the model with its optimizer goes to ``checkpoint-NNNN.keras`` (atomically);
-    2. ``checkpoint.json`` is replaced (atomically) to name it: this commits the epoch;
-    3. ``complete_commit``: if this epoch is the best so far, the checkpoint is copied to
-       ``model.keras`` (atomically); the previous checkpoint goes; ``history.json`` is
-       rewritten. A resume redoes step 3 first, in case a kill came between 2 and 3.
-
-    Early stopping is Keras' rule (stop after ``patience`` epochs without a lower value),
-    computed from the best epoch, so it carries across a resume. ``state``: the
-    ``checkpoint.json`` to continue from, or None for a new run.
-    """
-
-    def __init__(
-        self,
-        run_dir: Path,
-        monitor: str,
-        patience: int | None,
-        logger: TensorBoardLogger,
-        state: dict | None = None,
-        *,
-        verbose: int = 1,
-    ):
-        super().__init__()
-        self.run_dir = Path(run_dir)
-        self.monitor = monitor
-        self.patience = patience
-        self.logger = logger
-        self.verbose = verbose
-        state = state or {"epochs_done": 0, "best": None, "best_epoch": None, "history": {}}
-        self.epochs_done = state["epochs_done"]
-        self.best, self.best_epoch = state["best"], state["best_epoch"]
-        self.history = {name: list(values) for name, values in state["history"].items()}
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        for name, value in logs.items():
-            self.history.setdefault(name, []).append(float(value))
-        current = logs.get(self.monitor)
-        improved = current is not None and math.isfinite(current) and (self.best is None or current < self.best)
-        if improved:
-            self.best, self.best_epoch = float(current), epoch
-        waited = epoch + 1 if self.best_epoch is None else epoch - self.best_epoch
-        stop = self.patience is not None and waited >= self.patience
-        if stop:
-            self.model.stop_training = True
-            if self.verbose:
-                print(f"Epoch {epoch + 1}: early stopping, no lower {self.monitor} for {self.patience} epochs")
-        self.epochs_done = epoch + 1
-        self._commit(stopped_early=stop)
-
-    def _commit(self, *, stopped_early: bool) -> None:
-        """Steps 1 to 3 of the class docstring."""
-        name = runs.checkpoint_name(self.epochs_done)
-        runs.save_model(self.model, self.run_dir / name)
-        state = {
-            "format": runs.CHECKPOINT_FORMAT,
-            "updated": runs.utc_now(),
-            "epochs_done": self.epochs_done,
-            "model": name,
-            "stopped_early": stopped_early,
-            "monitor": self.monitor,
-            "best": self.best,
-            "best_epoch": self.best_epoch,
-            "tensorboard": {"train_step": self.logger.train_step, "validation_step": self.logger.validation_step},
-            "seed_generators": seed_states(self.model),
-            "history": self.history,
-        }
-        runs.write_json(self.run_dir / runs.CHECKPOINT_FILE, state)
-        complete_commit(self.run_dir, state)
-
-
-def complete_commit(run_dir: Path, state: dict) -> None:
-    """Bring ``model.keras``, the checkpoint files and ``history.json`` in line with ``state``.
-
-    ``state``: the committed ``checkpoint.json``. Writes only what differs, so a resume can
-    call it safely on a run folder that is already complete.
-    """
-    checkpoint, best_model = run_dir / state["model"], run_dir / runs.MODEL_FILE
-    last_is_best = state["best_epoch"] is not None and state["best_epoch"] == state["epochs_done"] - 1
-    if last_is_best and not (best_model.is_file() and filecmp.cmp(checkpoint, best_model, shallow=False)):
-        runs.copy_file(checkpoint, best_model)
-    runs.remove_stale_files(run_dir, keep=state["model"])
-    monitor = state["monitor"]
-    history = {"monitor": monitor, "best_epoch": state["best_epoch"], f"best_{monitor}": state["best"],
-               "epochs": state["history"]}
-    if runs.read_json(run_dir / runs.HISTORY_FILE) != history:
-        runs.write_json(run_dir / runs.HISTORY_FILE, history)

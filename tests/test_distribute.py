@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 
 import train
+from note_matrix.distribute import parse_tf_config
 from note_matrix.errors import DistributionError
-from note_matrix.training import parse_tf_config
 
 REPOSITORY = Path(train.__file__).resolve().parent
 LOSS_RTOL = 1e-5
@@ -102,7 +102,7 @@ def test_mirrored_on_two_cpu_devices_agrees_with_one_device(song_folder, tmp_pat
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     """) + RUN + textwrap.dedent("""
-        from note_matrix.training import Distribution
+        from note_matrix.distribute import Distribution
         songs, base = sys.argv[1:]
         strategy = Distribution.create("mirrored").strategy
         out = {"replicas": strategy.num_replicas_in_sync, "split": local_batches(strategy, probe, 2),
@@ -172,7 +172,7 @@ def _free_ports(count: int) -> list[int]:
 @TF_ONLY
 def test_two_workers_shard_the_data_and_agree_with_one_device(song_folder, tmp_path, one_device):
     script = RUN + textwrap.dedent("""
-        from note_matrix.training import Distribution
+        from note_matrix.distribute import Distribution
         songs, base = sys.argv[1:]
         distribution = Distribution.create("multiworker")
         out = {"chief": distribution.is_chief, "replicas": distribution.replicas,
