@@ -6,19 +6,29 @@ rows and writes a playable MIDI file with the seed's tempo. By default the recur
 state is carried forward, one compiled step per row (--method carried); --method window
 is the card's method, the whole window recomputed for every row. --num-outputs N
 generates N pieces in one batch, primed at N evenly spaced places of the seed.
+
+Sampling: runs with the categorical or mdn head sample every row at --temperature 1.0 by
+default; the card's regression head writes its prediction as it is (deterministic) unless
+--temperature is given, then adds Gaussian noise of the run's residual spread
+(calibration.json) times T. --argmax (or --temperature 0) takes the most likely row,
+--top-k K draws the pitch among the K most likely notes, --random-seed N repeats a
+sampled output exactly (the seed used is printed). --plot writes a piano-roll PNG and
+--audio a WAV beside each MIDI file.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import secrets
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
 from note_matrix import runs  # noqa: E402
-from note_matrix.errors import NoteMatrixError  # noqa: E402
+from note_matrix.errors import NoteMatrixError, RunError  # noqa: E402
 from note_matrix.primer import read_primer  # noqa: E402
 from note_matrix.representation import representation_from_json  # noqa: E402
 
@@ -39,6 +49,14 @@ def bounded_int(low: int, high: int):
 
 
 positive_length = bounded_int(1, MAX_LENGTH)
+MIDI_NOTES = 128
+
+
+def temperature(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError("must be a finite number, 0 or more")
+    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,17 +75,79 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default=None,
                         help="output .mid (default: generated.mid in the run folder); with --num-outputs N > 1, "
                              "'{n}' in it is replaced by 1..N, else -1 .. -N go before the suffix")
+    sampling = parser.add_argument_group("sampling")
+    how = sampling.add_mutually_exclusive_group()
+    how.add_argument("--temperature", type=temperature, default=None, metavar="T",
+                     help="sample each row: softmax temperature of the pitch (and mixture) probabilities, and T "
+                          "times the spread of the regressed columns; 0 is --argmax (default: 1.0 for the "
+                          "categorical and mdn heads; none, the deterministic prediction, for the regression head)")
+    how.add_argument("--argmax", action="store_true",
+                     help="no sampling: the most likely pitch (and mixture component), the predicted values")
+    sampling.add_argument("--top-k", type=bounded_int(1, MIDI_NOTES), default=None, metavar="K",
+                          help="draw the pitch among the K most likely notes only (categorical and mdn heads)")
+    sampling.add_argument("--random-seed", type=bounded_int(0, 2**32 - 1), default=None, metavar="N",
+                          help="seed of the random numbers: the same seed and flags give the same file "
+                               "(default: a new one each time, printed)")
+    render = parser.add_argument_group("pictures and sound")
+    render.add_argument("--plot", action="store_true", help="also write a piano-roll PNG beside each MIDI file")
+    render.add_argument("--audio", action="store_true", help="also write a WAV beside each MIDI file")
+    render.add_argument("--soundfont", default=None, metavar="PATH",
+                        help="General MIDI .sf2 for --audio (default: $NOTE_MATRIX_SOUNDFONT or a usual place; "
+                             "without one, or without pyfluidsynth, pretty_midi's sine waves)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.soundfont is not None and not args.audio:
+        parser.error("--soundfont is for --audio")
     if args.num_outputs * args.length > MAX_TOTAL_ROWS:
         parser.error(f"--num-outputs x --length must be at most {MAX_TOTAL_ROWS:,} rows, "
                      f"got {args.num_outputs} x {args.length:,}")
     return args
 
 
+def sampling_temperature(args: argparse.Namespace, head: str) -> float:
+    """--argmax: 0; --temperature T: T; neither: 1.0, or 0 for the card's regression head."""
+    if args.argmax:
+        return 0.0
+    if args.temperature is not None:
+        return args.temperature
+    return 0.0 if head == "regression" else 1.0
+
+
+def build_sampling(args: argparse.Namespace, head, run_dir: Path):
+    """The ``generation.Sampling`` of the flags for ``head``, or None for the deterministic rows."""
+    from note_matrix import generation
+
+    if args.top_k is not None and head.head == "regression":
+        raise RunError("--top-k draws the pitch among the most likely notes: the categorical and mdn heads "
+                       f"have a pitch distribution; {run_dir.name}'s head is regression")
+    temperature = sampling_temperature(args, head.head)
+    if temperature == 0:
+        return None
+    residual_std = None
+    if head.head != "mdn":
+        calibration = generation.read_calibration(run_dir)
+        if calibration is None:
+            from note_matrix.training import calibrate
+
+            print(f"note: {run_dir} has no {generation.CALIBRATION_FILE}; computing it from the validation split")
+            calibration = calibrate(run_dir, verbose=0)
+        residual_std = calibration["residual_std"]
+    seed = args.random_seed if args.random_seed is not None else secrets.randbelow(2**32)
+    return generation.Sampling(temperature, args.top_k, seed, residual_std)
+
+
+def describe_sampling(sampling, head: str) -> str:
+    if sampling is None:
+        return "argmax" if head != "regression" else "deterministic"
+    top_k = f", top-k {sampling.top_k}" if sampling.top_k is not None else ""
+    return f"temperature {sampling.temperature:g}{top_k}, random seed {sampling.random_seed}"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        if args.soundfont is not None and not Path(args.soundfont).is_file():
+            raise RunError(f"--soundfont {args.soundfont}: no such file")
         run_dir = Path(args.model) if args.model else runs.newest_run(args.logdir)
         config = runs.read_config(run_dir)
         representation = representation_from_json(config["representation"])
@@ -76,7 +156,12 @@ def main(argv=None) -> int:
         # The whole seed, for N different primers (read_primer keeps the first window only).
         seed = representation.encode(args.seed) if args.num_outputs > 1 else primer.matrix
 
-        from note_matrix import generation  # Keras loads here
+        from models.heads import head_config  # Keras loads here
+        from note_matrix import generation
+
+        head = head_config(config["train"]["model"])
+        sampling = build_sampling(args, head, run_dir)
+        how = describe_sampling(sampling, head.head)
 
         primers, starts = generation.spread_primers(seed, window_length, args.num_outputs)
         distinct = len(set(starts.tolist()))
@@ -84,14 +169,22 @@ def main(argv=None) -> int:
             print(f"note: {args.seed} has {len(seed)} rows, room for {distinct} different primers of "
                   f"{window_length} rows; {args.num_outputs - distinct} of the {args.num_outputs} pieces repeat "
                   f"a primer (and, without sampling, its piece)")
+        if sampling is not None:
+            print(f"sampling at {how} (--random-seed {sampling.random_seed} repeats this output)")
         model = generation.load_model(run_dir)
         rows = generation.generate_rows(model, primers, args.length, representation, method=args.method,
-                                        progress=not args.quiet)
+                                        progress=not args.quiet, head=head, sampling=sampling)
         paths = generation.output_paths(args.out or run_dir / "generated.mid", args.num_outputs)
-        written = []
+        written, extras = [], []
         for path, piece, start in zip(paths, rows, starts):
             notes = generation.write_playable(piece, path, representation, tempo_us_per_beat=primer.tempo_us_per_beat)
             written.append((path, notes, start))
+            if args.plot:
+                title = f"{path.name}: {run_dir.name}, {head.head} head, {how}"
+                extras.append(f"wrote {generation.write_piano_roll(path, path.with_suffix('.png'), title)}")
+            if args.audio:
+                wav, synthesiser = generation.write_audio(path, path.with_suffix(".wav"), soundfont=args.soundfont)
+                extras.append(f"wrote {wav} ({synthesiser})")
     except NoteMatrixError as error:
         print(f"generate.py: error: {error}", file=sys.stderr)
         return 2
@@ -101,7 +194,9 @@ def main(argv=None) -> int:
     for path, notes, start in written:
         where = f", primer at row {start}" if args.num_outputs > 1 else ""
         print(f"wrote {path}: {notes} notes from {args.length} generated rows ({run_dir.name}, seed {args.seed}"
-              f"{where}, {args.method})")
+              f"{where}, {how}, {args.method})")
+    for line in extras:
+        print(line)
     return 0
 
 

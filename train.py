@@ -8,7 +8,10 @@ Stopped (Ctrl-C, killed, crashed)? Continue where it stopped: python train.py --
 (--epochs N with --resume trains longer, --distribute may change; other settings are the run's own.)
 
 --targets all (the default) learns the next row at every step of each window; --targets last
-only the row after the window, as the card. --distribute mirrored trains on every local GPU,
+only the row after the window, as the card. --head regression (the default) is the card's
+mean squared error on the row; --head categorical predicts the pitch as one of 128 notes
+(cross-entropy) and regresses velocity and time; --head mdn adds a mixture density over
+velocity and time (--mixtures components). --distribute mirrored trains on every local GPU,
 --distribute multiworker on the hosts named in TF_CONFIG (both TensorFlow backend only).
 """
 
@@ -20,7 +23,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
-from models import CELLS, TARGETS  # noqa: E402
+from models import CELLS, HEADS, TARGETS  # noqa: E402
 from note_matrix.distribute import DISTRIBUTE, check_distribution  # noqa: E402
 from note_matrix.errors import NoteMatrixError  # noqa: E402
 from note_matrix.training import TrainConfig, resume, resume_config, train  # noqa: E402
@@ -34,9 +37,10 @@ CONFIG_FIELDS = {
     "validation_fraction": "validation_fraction", "test_fraction": "test_fraction", "max_files": "max_files",
     "workers": "workers",
     "cell": "model.cell", "units": "model.units", "layers": "model.layers", "dropout": "model.dropout_rate",
-    "targets": "model.targets", "learning_rate": "model.learning_rate", "batch_size": "batch_size",
+    "targets": "model.targets", "head": "model.head", "mixtures": "model.mixtures", "learning_rate": "model.learning_rate", "batch_size": "batch_size",
     "epochs": "epochs", "patience": "patience", "seed": "seed", "distribute": "distribute",
     "logdir": "logdir", "run_name": "run_name", "histogram_freq": "histogram_freq",
+    "sample_every": "sample_every",
 }
 
 
@@ -62,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--units", type=int, default=MODEL_DEFAULTS.units, help="(default: %(default)s)")
     model.add_argument("--layers", type=int, default=MODEL_DEFAULTS.layers, help="(default: %(default)s)")
     model.add_argument("--dropout", type=float, default=MODEL_DEFAULTS.dropout_rate, help="(default: %(default)s)")
+    model.add_argument("--head", choices=HEADS, default=MODEL_DEFAULTS.head,
+                       help="regression: the card's MSE on [note, velocity, time]; categorical: the pitch as one "
+                            "of 128 notes (cross-entropy), velocity and time regressed; mdn: categorical pitch and "
+                            "a mixture density over velocity and time (default: %(default)s)")
+    model.add_argument("--mixtures", type=int, default=MODEL_DEFAULTS.mixtures,
+                       help="mixture components of the mdn head (default: %(default)s)")
     fit = parser.add_argument_group("training")
     fit.add_argument("--targets", choices=TARGETS, default=MODEL_DEFAULTS.targets,
                      help="all: the next row at every step of non-overlapping windows; last: only the row after "
@@ -72,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="windows per update, split among the replicas when distributed (default: %(default)s)")
     fit.add_argument("--epochs", type=int, default=TRAIN_DEFAULTS.epochs, help="(default: %(default)s)")
     fit.add_argument("--patience", type=int, default=None,
-                     help="stop after N epochs without a lower validation last-position MSE (default: never)")
+                     help="stop after N epochs without a lower monitored validation value: the last position's "
+                          "MSE (regression head) or loss (other heads) (default: never)")
     fit.add_argument("--seed", type=int, default=TRAIN_DEFAULTS.seed,
                      help="random seed of the split, initialisation and shuffling (default: %(default)s)")
     fit.add_argument("--distribute", choices=DISTRIBUTE, default=TRAIN_DEFAULTS.distribute,
@@ -81,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--logdir", default=TRAIN_DEFAULTS.logdir, help="(default: %(default)s)")
     out.add_argument("--run-name", default=None, help="run folder name (default: a UTC timestamp)")
+    out.add_argument("--sample-every", type=int, default=TRAIN_DEFAULTS.sample_every,
+                     help="generate a short piece from a validation seed every N epochs and after the last, "
+                          "to TensorBoard as a piano roll and audio (0: never; default: %(default)s)")
     out.add_argument("--histogram-freq", type=int, default=TRAIN_DEFAULTS.histogram_freq,
                      help="write TensorBoard histograms every N epochs (default: %(default)s)")
     out.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -6,16 +6,20 @@ model with window ``W`` is scored on (every row at index ``W`` or later of each 
 
 - ``repeat``: the previous row again;
 - ``mean``: the training set's mean row;
-- ``markov``: a first-order Markov chain over pitches (Laplace-smoothed transition
-  counts from the training files): the most likely next pitch given the previous one;
-  velocity and time are the training means.
+- ``markov``: a first-order Markov chain over pitches (transition counts from the
+  training files, smoothed towards the pitch marginal: ``P(next | previous) = (count +
+  P(next)) / (count(previous) + 1)``, so a previous pitch never seen in training gives
+  the marginal): the most likely next pitch given the previous one; velocity and time
+  are the training means.
 
 Scores (``score``): mean squared error per column (note, velocity, time, in the matrix's
 [0, 1] units) and overall, pitch accuracy (the prediction's pitch, rounded to a MIDI
 note, is the true one), and where a predictor gives a distribution, the negative
-log-likelihood per row in nats: ``-log P(pitch) - log p(velocity) - log p(time)``, the
-pitch a probability over the 128 notes and velocity and time densities in matrix units,
-so every head and baseline lands on one table.
+log-likelihood per row in nats: ``-log P(pitch) - log P(velocity) - log P(time)``, each
+column as a discrete value (the pitch one of 128 notes, velocity one of 128 levels, time
+one of 1,000 bins of the time column; ``models.heads.row_nll``), so every head and
+baseline lands on one table and no density can grow without bound on the many rows whose
+velocity or gap is exactly 0.
 """
 
 from __future__ import annotations
@@ -24,25 +28,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from note_matrix.likelihood import PROBABILITY_FLOOR, gaussian_bin_probability, midi_pitch
+
 MIDI_NOTES = 128
 COLUMNS = ("note", "velocity", "time")
-LOG_2PI = float(np.log(2 * np.pi))
 
 
 @dataclass(frozen=True)
 class Prediction:
     """Predicted rows ``(rows, 3)``; optionally pitch probabilities ``(rows, 128)`` and
-    Gaussian standard deviations for velocity and time (scalars or ``(rows,)``)."""
+    standard deviations of Gaussians around the predicted velocity and time (scalars or
+    ``(rows,)``), which give each a probability over its bins (``note_matrix.likelihood.column_bin``)."""
 
     rows: np.ndarray
     pitch_probabilities: np.ndarray | None = None
     velocity_std: np.ndarray | float | None = None
     time_std: np.ndarray | float | None = None
-
-
-def midi_pitch(column: np.ndarray) -> np.ndarray:
-    """The note column (pitch / 127) as MIDI notes 0..127."""
-    return np.clip(np.rint(np.asarray(column, np.float64) * 127), 0, 127).astype(np.int64)
 
 
 def target_rows(arrays: list[np.ndarray], window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,11 +55,6 @@ def target_rows(arrays: list[np.ndarray], window: int) -> tuple[np.ndarray, np.n
     return np.concatenate(previous), np.concatenate(target)
 
 
-def gaussian_nll(x: np.ndarray, mean: np.ndarray, std) -> np.ndarray:
-    std = np.maximum(np.asarray(std, np.float64), 1e-6)
-    return 0.5 * LOG_2PI + np.log(std) + 0.5 * ((x - mean) / std) ** 2
-
-
 def score(prediction: Prediction, target: np.ndarray) -> dict[str, float | None]:
     """The scores of the module docstring for ``prediction`` against ``target`` rows."""
     error = (np.asarray(prediction.rows, np.float64) - target) ** 2
@@ -67,11 +63,12 @@ def score(prediction: Prediction, target: np.ndarray) -> dict[str, float | None]
     result["pitch_accuracy"] = float(np.mean(midi_pitch(prediction.rows[:, 0]) == midi_pitch(target[:, 0])))
     result["nll"] = None
     if prediction.pitch_probabilities is not None and prediction.velocity_std is not None:
-        p = prediction.pitch_probabilities[np.arange(len(target)), midi_pitch(target[:, 0])]
-        nll = (-np.log(np.maximum(p, 1e-12))
-               + gaussian_nll(target[:, 1], prediction.rows[:, 1], prediction.velocity_std)
-               + gaussian_nll(target[:, 2], prediction.rows[:, 2], prediction.time_std))
-        result["nll"] = float(nll.mean())
+        probabilities = [
+            prediction.pitch_probabilities[np.arange(len(target)), midi_pitch(target[:, 0])],
+            gaussian_bin_probability("velocity", target[:, 1], prediction.rows[:, 1], prediction.velocity_std),
+            gaussian_bin_probability("time", target[:, 2], prediction.rows[:, 2], prediction.time_std),
+        ]
+        result["nll"] = float(sum(-np.log(np.maximum(p, PROBABILITY_FLOOR)) for p in probabilities).mean())
     return result
 
 
@@ -81,19 +78,20 @@ class Baselines:
 
     mean_row: np.ndarray  # (3,)
     std_row: np.ndarray  # (3,)
-    transitions: np.ndarray  # (128, 128) P(next pitch | previous pitch), Laplace-smoothed
-    pitch_marginal: np.ndarray  # (128,) P(pitch), Laplace-smoothed
+    transitions: np.ndarray  # (128, 128) P(next pitch | previous pitch), smoothed towards the marginal
+    pitch_marginal: np.ndarray  # (128,) P(pitch), Laplace-smoothed (add one)
 
     @classmethod
     def fit(cls, training: list[np.ndarray]) -> Baselines:
         rows = np.concatenate(training)
-        counts = np.ones((MIDI_NOTES, MIDI_NOTES))  # add-one smoothing
+        counts = np.zeros((MIDI_NOTES, MIDI_NOTES))
         for array in training:
             pitch = midi_pitch(array[:, 0])
             np.add.at(counts, (pitch[:-1], pitch[1:]), 1)
         marginal = np.bincount(midi_pitch(rows[:, 0]), minlength=MIDI_NOTES) + 1.0
-        return cls(rows.mean(axis=0), rows.std(axis=0), counts / counts.sum(axis=1, keepdims=True),
-                   marginal / marginal.sum())
+        marginal /= marginal.sum()
+        transitions = (counts + marginal) / (counts.sum(axis=1, keepdims=True) + 1.0)
+        return cls(rows.mean(axis=0), rows.std(axis=0), transitions, marginal)
 
     def repeat(self, previous: np.ndarray) -> Prediction:
         return Prediction(np.asarray(previous, np.float64))

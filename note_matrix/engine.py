@@ -22,12 +22,18 @@ recurrent layer returning the last output or the whole sequence (a model trained
 predict every step). Dropout is the identity at inference. Anything else is refused with
 a ``RunError`` naming the layer, so the caller can fall back to the window method.
 
+The head's output may be wider than a row (``models.heads``: 3 for the card's
+regression, 130 for the categorical head, 128 + 5K for the mixture density head):
+``row_function`` turns the prediction ``(N, width)`` into the row ``(N, features)``.
+
 Sampling hook: ``generate(..., noise=)`` takes a per-step random input of shape
-``(N, length, features)`` that reaches the compiled loop; ``row_function(prediction,
-noise_t)`` sees row t's slice ``(N, features)`` next to the prediction and returns the
-row to write and feed back. The deterministic row function ignores it and ``generate``
-passes zeros; temperature or noise sampling is a different ``row_function`` and random
-numbers drawn outside, nothing else changes.
+``(N, length, noise_width)`` that reaches the compiled loop (``noise_width``: what the
+head's sampler needs per row, ``models.heads.noise_width``; by default ``features``);
+``row_function(prediction, noise_t)`` sees row t's slice ``(N, noise_width)`` next to the
+prediction and returns the row to write and feed back. The deterministic row function
+ignores it and ``generate`` passes zeros; a sampling row function
+(``note_matrix.generation.row_function``) uses it, with the random numbers drawn outside
+the compiled loop from a seeded NumPy generator, so a seed repeats a piece exactly.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from note_matrix.errors import RunError
 
 CHUNK_STEPS = 1024  # rows per compiled call: the progress bar moves and the noise is sliced per chunk
 
-RowFunction = Callable[[object, object], object]  # (prediction (N, F), noise_t (N, F)) -> row (N, F)
+RowFunction = Callable[[object, object], object]  # (prediction (N, width), noise_t (N, noise_width)) -> row (N, F)
 
 
 @dataclass(frozen=True)
@@ -66,8 +72,9 @@ class _Step:
 _RECURRENT = {keras.layers.LSTM: "lstm", keras.layers.GRU: "gru", keras.layers.SimpleRNN: "rnn"}
 
 
-def _plan(model: keras.Model) -> tuple[tuple[_Step, ...], tuple[_Step, ...], int]:
-    """The model as ``(recurrent steps, head steps, features)``; ``RunError`` if it is not a supported chain."""
+def _plan(model: keras.Model) -> tuple[tuple[_Step, ...], tuple[_Step, ...], int, int]:
+    """The model as ``(recurrent steps, head steps, features, output width)``; ``RunError``
+    if it is not a supported chain."""
 
     def refuse(layer, why: str):
         return RunError(
@@ -117,10 +124,7 @@ def _plan(model: keras.Model) -> tuple[tuple[_Step, ...], tuple[_Step, ...], int
     if not recurrent:
         raise RunError(f"{model.name}: no recurrent layer (LSTM, GRU or SimpleRNN) to carry state in")
     features = int(model.inputs[0].shape[-1])
-    output_features = int(model.outputs[0].shape[-1])
-    if output_features != features:
-        raise RunError(f"{model.name}: predicts {output_features} features per row but reads {features}")
-    return tuple(recurrent), tuple(head), features
+    return tuple(recurrent), tuple(head), features, int(model.outputs[0].shape[-1])
 
 
 # -- the per-row computation (keras.ops; runs inside the compiled loops) -------------------------
@@ -185,7 +189,7 @@ def _stack_step(recurrent: tuple[_Step, ...], weights: tuple, states: tuple, row
 
 
 def _head(head: tuple[_Step, ...], weights: tuple, x):
-    """The layers after the recurrent ones, on the top layer's output ``(N, units)``: ``(N, F)``."""
+    """The layers after the recurrent ones, on the top layer's output ``(N, units)``: ``(N, width)``."""
     for step, layer_weights in zip(head, weights):
         if step.kind == "dense":
             x = ops.matmul(x, layer_weights[0])
@@ -200,15 +204,21 @@ def _head(head: tuple[_Step, ...], weights: tuple, x):
 class CarriedStateGenerator:
     """Generates rows from ``model`` with its recurrent state carried forward.
 
-    ``row_function(prediction, noise_t)`` (``keras.ops``, ``(N, F)`` each) returns the
-    row that is written and fed back. ``generate`` reads the weights from ``model`` at
-    every call. ``traces`` counts how often each compiled function's Python body ran:
-    once per new set of input shapes under TensorFlow and JAX.
+    ``row_function(prediction, noise_t)`` (``keras.ops``; prediction ``(N, width)``, the
+    model's output, and noise ``(N, noise_width)``) returns the row ``(N, features)`` that
+    is written and fed back. ``noise_width``: random numbers per row (default
+    ``features``). ``generate`` reads the weights from ``model`` at every call. ``traces``
+    counts how often each compiled function's Python body ran: once per new set of input
+    shapes under TensorFlow and JAX.
     """
 
-    def __init__(self, model: keras.Model, row_function: RowFunction, *, chunk_steps: int = CHUNK_STEPS):
+    def __init__(self, model: keras.Model, row_function: RowFunction, *, noise_width: int | None = None,
+                 chunk_steps: int = CHUNK_STEPS):
         self.model_name = model.name
-        self._recurrent, self._head, self.features = _plan(model)
+        self._recurrent, self._head, self.features, self.output_width = _plan(model)
+        self.noise_width = self.features if noise_width is None else int(noise_width)
+        if self.noise_width < 1:
+            raise ValueError(f"noise_width must be positive, got {noise_width}")
         self._row_function = row_function
         self.chunk_steps = int(chunk_steps)
         self.traces: Counter[str] = Counter()
@@ -239,7 +249,7 @@ class CarriedStateGenerator:
         def body(t, carry):
             states, rows = carry
             prediction = _head(self._head, head_weights, states[-1][0])
-            noise_t = ops.squeeze(ops.slice(noise, (0, t, 0), (batch, 1, self.features)), axis=1)
+            noise_t = ops.squeeze(ops.slice(noise, (0, t, 0), (batch, 1, self.noise_width)), axis=1)
             row = self._row_function(prediction, noise_t)
             rows = ops.slice_update(rows, (t, 0, 0), row[None])
             return _stack_step(self._recurrent, recurrent_weights, states, row), rows
@@ -265,7 +275,7 @@ class CarriedStateGenerator:
         """``length`` rows after each primer.
 
         ``primers`` ``(N, k, F)`` float32, k >= 1 (the N pieces run as one batch);
-        ``noise`` ``(N, length, F)`` float32, the per-step random input that
+        ``noise`` ``(N, length, noise_width)`` float32, the per-step random input that
         ``row_function`` receives (zeros when None). Returns ``(N, length, F)`` float32.
         The loop runs in chunks of at most ``chunk_steps`` rows, all of the same size
         (the last one padded and cut), so one compiled function serves the whole piece.
@@ -278,8 +288,8 @@ class CarriedStateGenerator:
             raise ValueError(f"length must be positive, got {length}")
         if noise is not None:
             noise = np.asarray(noise, dtype=np.float32)
-            if noise.shape != (batch, length, self.features):
-                raise ValueError(f"noise must have shape {(batch, length, self.features)}, got {noise.shape}")
+            if noise.shape != (batch, length, self.noise_width):
+                raise ValueError(f"noise must have shape {(batch, length, self.noise_width)}, got {noise.shape}")
         chunks = math.ceil(length / self.chunk_steps)
         steps = math.ceil(length / chunks)
         weights = self._weights()
@@ -287,7 +297,7 @@ class CarriedStateGenerator:
         out = np.empty((batch, chunks * steps, self.features), dtype=np.float32)
         with tqdm(total=length, desc="generating", unit="row", disable=not progress) as bar:
             for start in range(0, chunks * steps, steps):
-                chunk_noise = np.zeros((batch, steps, self.features), dtype=np.float32)
+                chunk_noise = np.zeros((batch, steps, self.noise_width), dtype=np.float32)
                 if noise is not None:
                     part = noise[:, start : start + steps]
                     chunk_noise[:, : part.shape[1]] = part

@@ -15,7 +15,12 @@ Two methods, one output format (``(N, length, 3)`` float32, every row valid):
   methods agree while the piece fits in the window, after which the carried state keeps
   the whole piece as context (the window method forgets all but the last 50 rows).
 
-Both make each predicted row valid the same way: values clipped to [0, 1], pitch and
+Both turn the model's output into a row with the same ``row_function``: the head's point
+row (``models.heads.point_rows``: the card's regressed row, or the most likely pitch),
+or, with a ``Sampling`` (temperature, top-k, seed), a row drawn from the head's
+distribution (``models.heads.sample_rows``) with random numbers drawn beforehand from
+``numpy.random.default_rng(seed)``, so both methods draw the same rows and a seed repeats
+a piece exactly. Both make each predicted or sampled row valid the same way: values clipped to [0, 1], pitch and
 velocity rounded to MIDI integers (k / 127), the gap capped at
 ``MAX_GENERATED_GAP_SECONDS``; ``valid_row`` (NumPy) and ``valid_rows`` (``keras.ops``,
 inside the compiled loop, so the row fed back is the row written) compute it in float32
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -38,6 +44,18 @@ import numpy as np
 from keras import ops
 from tqdm import tqdm
 
+from models.heads import (
+    MIDI_NOTES,
+    HeadConfig,
+    draw_noise,
+    head_config,
+    head_from_width,
+    head_width,
+    noise_width,
+    point_rows,
+    sample_rows,
+    std_triplet,
+)
 from note_matrix import runs
 from note_matrix.engine import CarriedStateGenerator
 from note_matrix.errors import RunError
@@ -103,17 +121,99 @@ def valid_rows(predictions, representation: NoteMatrix):
     return ops.concatenate([grid, time], axis=-1)
 
 
-def deterministic_row_function(representation: NoteMatrix):
-    """The row function of carried-state generation without sampling: the valid prediction.
+# -- what each generated row is: the head's point row, or a sample -----------------------------
 
-    ``(prediction (N, F), noise_t (N, F)) -> row (N, F)``; ``noise_t`` is the sampling
-    hook (see ``note_matrix.engine``), unused here.
+@dataclass(frozen=True)
+class Sampling:
+    """How rows are drawn from the head's distribution (``models.heads.sample_rows``).
+
+    ``temperature``: softmax temperature of the categorical outputs (the pitch; the MDN's
+    mixture weights) and the factor on the standard deviations of the continuous ones; 0
+    means the point row (argmax), exactly as no sampling. ``top_k``: draw the pitch among
+    the k most likely only. ``random_seed``: seeds ``numpy.random.default_rng``, from
+    which every random number is drawn before the loop, so a seed repeats a piece exactly.
+    ``residual_std``: ``(note, velocity, time)`` standard deviations around a regressed
+    prediction (``calibration.json``); the regression and categorical heads need it.
     """
-    def row_function(prediction, noise_t):
-        del noise_t  # sampling (temperature, noise) will use it
-        return valid_rows(prediction, representation)
 
-    return row_function
+    temperature: float = 1.0
+    top_k: int | None = None
+    random_seed: int = 0
+    residual_std: tuple[float, float, float] | None = None
+
+    def __post_init__(self):
+        if not (self.temperature >= 0 and np.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be finite and at least 0, got {self.temperature}")
+        if self.top_k is not None and not 1 <= self.top_k <= MIDI_NOTES:
+            raise ValueError(f"top_k must be between 1 and {MIDI_NOTES}, got {self.top_k}")
+        if self.random_seed < 0:
+            raise ValueError(f"random_seed must be 0 or more, got {self.random_seed}")
+        if self.residual_std is not None:
+            object.__setattr__(self, "residual_std", std_triplet(self.residual_std))
+
+    @property
+    def samples(self) -> bool:
+        """Whether rows are random (temperature above 0)."""
+        return self.temperature > 0
+
+
+def model_head(model: keras.Model) -> HeadConfig:
+    """The head of ``model``, read from its output's width (``models.heads.head_from_width``)."""
+    return head_from_width(model.outputs[0].shape[-1])
+
+
+def _head_of(model: keras.Model, head) -> HeadConfig:
+    """``head`` (a ``ModelConfig``, ``HeadConfig`` or None: read from the model), checked against the model."""
+    inferred = model_head(model)
+    if head is None:
+        return inferred
+    head = head_config(head)
+    if head.head != inferred.head or (head.head == "mdn" and head.mixtures != inferred.mixtures):
+        raise RunError(f"{model.name}: its output of width {model.outputs[0].shape[-1]} is not the {head.head} "
+                       f"head's ({head_width(head)})")
+    return head
+
+
+def row_function(representation: NoteMatrix, head=None, sampling: Sampling | None = None):
+    """The row function of both generation methods (``keras.ops``, in-graph in the carried loop).
+
+    ``(prediction (N, width), noise_t (N, noise_width)) -> row (N, 3)``: the head's
+    point row (``sampling`` None or at temperature 0) or a sample from its distribution,
+    made valid (``valid_rows``) so that what is written is what is fed back.
+    """
+    head = HeadConfig() if head is None else head_config(head)
+    if sampling is None or not sampling.samples:
+        def point(prediction, noise_t):
+            del noise_t  # no randomness
+            return valid_rows(point_rows(head, prediction), representation)
+
+        return point
+    if head.head != "mdn" and sampling.residual_std is None:
+        raise RunError(f"sampling from the {head.head} head needs the residual standard deviations of the run "
+                       f"({CALIBRATION_FILE})")
+
+    def sample(prediction, noise_t):
+        return valid_rows(sample_rows(head, prediction, noise_t, temperature=sampling.temperature,
+                                      top_k=sampling.top_k, residual_std=sampling.residual_std), representation)
+
+    return sample
+
+
+def deterministic_row_function(representation: NoteMatrix, head=None):
+    """The row function without sampling: the valid point row of ``head`` (default: the card's regression).
+
+    ``(prediction (N, width), noise_t) -> row (N, 3)``; ``noise_t`` is the sampling hook
+    (see ``note_matrix.engine``), unused here.
+    """
+    return row_function(representation, head)
+
+
+def sampling_noise(head, sampling: Sampling | None, pieces: int, length: int) -> np.ndarray | None:
+    """``(pieces, length, noise_width)`` random numbers from ``sampling.random_seed``, or None
+    without sampling. Both methods take the same numbers, so they sample the same rows."""
+    if sampling is None or not sampling.samples:
+        return None
+    return draw_noise(head, np.random.default_rng(sampling.random_seed), (pieces, length))
 
 
 # -- the two methods --------------------------------------------------------------------------
@@ -135,15 +235,27 @@ def generate_window(
     *,
     window_length: int | None = None,
     progress: bool = True,
+    head=None,
+    sampling: Sampling | None = None,
+    noise: np.ndarray | None = None,
 ) -> np.ndarray:
     """The card's method: ``model.predict_on_batch`` on the last ``window_length`` rows, per new row.
 
     ``primers`` ``(N, k, F)`` (or ``(k, F)``); ``window_length`` defaults to k. A
     primer shorter than the window grows until it fills it. The model's output may be
-    ``(N, F)`` (the next row) or ``(N, steps, F)`` (a row per step; the last is used).
-    Returns ``(N, length, F)`` float32 (``(length, F)`` for a 2-D primer), every row valid.
+    ``(N, width)`` (the next row) or ``(N, steps, width)`` (a row per step; the last is
+    used). Each row is ``row_function(representation, head, sampling)`` of the prediction,
+    the very function the carried loop compiles; ``noise`` ``(N, length, noise_width)``
+    (default: drawn from ``sampling.random_seed``). Returns ``(N, length, F)`` float32
+    (``(length, F)`` for a 2-D primer), every row valid.
     """
     batch, single = _as_batch(primers)
+    head = _head_of(model, head)
+    rows_of = row_function(representation, head, sampling)
+    if noise is None:
+        noise = sampling_noise(head, sampling, batch.shape[0], length)
+    if noise is None:
+        noise = np.zeros((batch.shape[0], length, noise_width(head)), np.float32)
     window_length = window_length or batch.shape[1]
     context = batch[:, -window_length:]
     rows = np.zeros((batch.shape[0], length, batch.shape[2]), dtype=np.float32)
@@ -151,14 +263,21 @@ def generate_window(
         prediction = keras.ops.convert_to_numpy(model.predict_on_batch(context))
         if prediction.ndim == 3:
             prediction = prediction[:, -1]
-        rows[:, i] = valid_row(prediction, representation)
+        rows[:, i] = ops.convert_to_numpy(rows_of(ops.convert_to_tensor(prediction), ops.convert_to_tensor(noise[:, i])))
         context = np.concatenate([context, rows[:, i : i + 1]], axis=1)[:, -window_length:]
     return rows[0] if single else rows
 
 
-def carried_state_generator(model: keras.Model, representation: NoteMatrix) -> CarriedStateGenerator:
-    """A compiled carried-state generator for ``model``, writing valid rows (no sampling yet)."""
-    return CarriedStateGenerator(model, deterministic_row_function(representation))
+def carried_state_generator(model: keras.Model, representation: NoteMatrix, *, head=None,
+                            sampling: Sampling | None = None) -> CarriedStateGenerator:
+    """A compiled carried-state generator for ``model`` writing ``row_function``'s valid rows.
+
+    ``head``: the model's head (default: read from its output width); ``sampling``: None
+    for the point rows. Its ``generate`` takes ``noise`` ``(N, length, noise_width)``
+    (``sampling_noise``).
+    """
+    head = _head_of(model, head)
+    return CarriedStateGenerator(model, row_function(representation, head, sampling), noise_width=noise_width(head))
 
 
 def generate_rows(
@@ -170,22 +289,53 @@ def generate_rows(
     method: str = "carried",
     window_length: int | None = None,
     progress: bool = True,
+    head=None,
+    sampling: Sampling | None = None,
 ) -> np.ndarray:
     """``length`` new valid rows after each primer, by ``method`` (``"carried"`` or ``"window"``).
 
     ``primers`` ``(N, k, 3)`` float32 in [0, 1] (N pieces in one batch) or ``(k, 3)``.
     Returns ``(N, length, 3)`` float32, or ``(length, 3)`` for a 2-D primer.
-    ``window_length`` only concerns the window method (default: k). To generate more
-    than once with the same model, build ``carried_state_generator`` once and call its
-    ``generate``: it compiles once per set of shapes.
+    ``window_length`` only concerns the window method (default: k). ``head``: the
+    model's head (default: read from its output width); ``sampling``: None (or
+    temperature 0) for the point rows, the card's behaviour, else rows drawn with
+    ``sampling``'s temperature, top-k and seed; both methods draw the same random
+    numbers. To generate more than once with the same model, build
+    ``carried_state_generator`` once and call its ``generate``: it compiles once per set
+    of shapes.
     """
-    if method == "window":
-        return generate_window(model, primers, length, representation, window_length=window_length, progress=progress)
-    if method != "carried":
+    if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     batch, single = _as_batch(primers)
-    rows = carried_state_generator(model, representation).generate(batch, length, progress=progress)
+    head = _head_of(model, head)
+    noise = sampling_noise(head, sampling, batch.shape[0], length)
+    if method == "window":
+        rows = generate_window(model, batch, length, representation, window_length=window_length, progress=progress,
+                               head=head, sampling=sampling, noise=noise)
+    else:
+        generator = carried_state_generator(model, representation, head=head, sampling=sampling)
+        rows = generator.generate(batch, length, noise=noise, progress=progress)
     return rows[0] if single else rows
+
+
+# -- calibration: the spread of a regressed prediction ------------------------------------------
+
+CALIBRATION_FILE = "calibration.json"  # written by note_matrix.training.calibrate
+
+
+def read_calibration(run_dir: str | os.PathLike) -> dict | None:
+    """The run's ``calibration.json`` (``{"residual_std": {"note", "velocity", "time"}, "rows",
+    "split"}``), or None when the run has none; ``RunError`` if it is unreadable."""
+    path = Path(run_dir) / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    data = runs.read_json(path)
+    try:
+        std_triplet(data["residual_std"])
+    except (TypeError, KeyError, ValueError):
+        raise RunError(f"{path}: not a calibration this version reads (needs residual_std note, velocity, "
+                       "time)") from None
+    return data
 
 
 # -- several pieces from one seed ---------------------------------------------------------------
@@ -266,3 +416,46 @@ def write_playable(
     time_seconds, pitch, velocity = playable_events(matrix, representation)
     write_midi(path, time_seconds, pitch, velocity, tempo_us_per_beat=tempo_us_per_beat)
     return int(np.count_nonzero(velocity))
+
+
+# -- pictures and sound of a written file -----------------------------------------------------
+
+def _notes_of(midi_path: str | os.PathLike):
+    from note_matrix.midi import read_midi
+    from note_matrix.music_stats import Notes
+
+    return Notes.from_events(read_midi(midi_path))
+
+
+def write_piano_roll(midi_path: str | os.PathLike, png_path: str | os.PathLike, title: str = "") -> Path:
+    """A piano roll of the MIDI file at ``midi_path`` (as it plays) written to ``png_path``."""
+    from note_matrix.render import piano_roll_png  # matplotlib: only when asked for
+
+    piano_roll_png(_notes_of(midi_path), title, png_path)
+    return Path(png_path)
+
+
+def write_audio(midi_path: str | os.PathLike, wav_path: str | os.PathLike, *,
+                soundfont: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The MIDI file at ``midi_path`` synthesised offline to a 16-bit mono WAV at ``wav_path``.
+
+    With a General MIDI soundfont (``soundfont``, else ``$NOTE_MATRIX_SOUNDFONT``, else a
+    usual place) through FluidSynth when pyfluidsynth is installed, else pretty_midi's
+    sine waves (``note_matrix.render.synthesize``). Returns ``(wav_path, which synthesiser)``.
+    """
+    from note_matrix.render import SAMPLE_RATE, synthesize, wav_bytes
+
+    audio, how = synthesize(_notes_of(midi_path), soundfont=soundfont)
+    wav_path = Path(wav_path)
+    _write_bytes(wav_path, wav_bytes(audio, SAMPLE_RATE))
+    return wav_path, how
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name, so no half-written file is left."""
+    temporary = path.with_name(path.name + ".part")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

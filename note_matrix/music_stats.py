@@ -175,27 +175,49 @@ def describe(notes: Notes) -> dict[str, float]:
     }
 
 
-def longest_copied_run(generated: np.ndarray, sources: list[np.ndarray]) -> int:
-    """Longest run of consecutive values of ``generated`` found verbatim in one source.
+class CopiedRuns:
+    """Finds the longest run of a sequence's consecutive values found verbatim in one source.
 
-    Binary search on the length: a run of length L exists if some L-gram of ``generated``
-    is an L-gram of a source (a run of L implies runs of every shorter length).
+    Binary search on the length: a run of length L exists if some L-gram of the sequence
+    is an L-gram of a source (a run of L implies runs of every shorter length). The
+    sources' L-grams are pooled into one set per length and kept, so checking many
+    generated files against the same training files builds each set once.
     """
-    generated = np.asarray(generated)
 
+    def __init__(self, sources: list[np.ndarray]):
+        self.sources = [np.ascontiguousarray(source, dtype=np.int16) for source in sources]
+        self._grams: dict[int, set[bytes]] = {}
+
+    @staticmethod
     def grams(values: np.ndarray, length: int) -> set[bytes]:
-        values = np.ascontiguousarray(values, dtype=np.int16)
-        return {values[i : i + length].tobytes() for i in range(len(values) - length + 1)}
+        data = values.tobytes()
+        width = length * values.itemsize
+        return {data[i : i + width] for i in range(0, len(data) - width + 1, values.itemsize)}
 
-    low, high = 0, len(generated)
-    while low < high:
-        length = (low + high + 1) // 2
-        wanted = grams(generated, length)
-        if any(wanted & grams(source, length) for source in sources if len(source) >= length):
-            low = length
-        else:
-            high = length - 1
-    return low
+    def source_grams(self, length: int) -> set[bytes]:
+        if length not in self._grams:
+            pooled: set[bytes] = set()
+            for source in self.sources:
+                if len(source) >= length:
+                    pooled |= self.grams(source, length)
+            self._grams[length] = pooled
+        return self._grams[length]
+
+    def longest(self, generated: np.ndarray) -> int:
+        generated = np.ascontiguousarray(generated, dtype=np.int16)
+        low, high = 0, min(len(generated), max((len(source) for source in self.sources), default=0))
+        while low < high:
+            length = (low + high + 1) // 2
+            if self.grams(generated, length) & self.source_grams(length):
+                low = length
+            else:
+                high = length - 1
+        return low
+
+
+def longest_copied_run(generated: np.ndarray, sources: list[np.ndarray]) -> int:
+    """Longest run of consecutive values of ``generated`` found verbatim in one source (``CopiedRuns``)."""
+    return CopiedRuns(sources).longest(generated)
 
 
 def compare(generated: list[Notes], training: list[Notes]) -> dict:
@@ -203,8 +225,9 @@ def compare(generated: list[Notes], training: list[Notes]) -> dict:
 
     Returns ``{"generated": {...}, "training": {...}}``: for each statistic its mean, min
     and max over the files of the set, plus each set's pooled pitch-class histogram, the
-    generated set's ``pitch_class_distance`` to the training set, and its mean and max
-    ``longest_copied_notes`` (each generated file against every training file).
+    generated set's ``pitch_class_distance`` to the training set (None when either set has
+    no notes), and its mean and max ``longest_copied_notes`` (each generated file against
+    every training file).
     """
 
     def summary(files: list[Notes]) -> dict:
@@ -220,10 +243,11 @@ def compare(generated: list[Notes], training: list[Notes]) -> dict:
         return out
 
     result = {"generated": summary(generated), "training": summary(training)}
-    result["generated"]["pitch_class_distance"] = jensen_shannon(
-        result["generated"]["pitch_class_histogram"], result["training"]["pitch_class_histogram"]
-    )
-    copied = [longest_copied_run(notes.pitch, [t.pitch for t in training]) for notes in generated]
+    histograms = result["generated"]["pitch_class_histogram"], result["training"]["pitch_class_histogram"]
+    # No notes on one side: no distribution to compare.
+    result["generated"]["pitch_class_distance"] = jensen_shannon(*histograms) if all(map(any, histograms)) else None
+    finder = CopiedRuns([t.pitch for t in training])
+    copied = [finder.longest(notes.pitch) for notes in generated]
     result["generated"]["longest_copied_notes"] = {
         "mean": float(np.mean(copied)) if copied else 0.0,
         "max": int(max(copied)) if copied else 0,

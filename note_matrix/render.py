@@ -64,7 +64,8 @@ def loss_curve_png(history: dict[str, list[float]], path: str | os.PathLike | No
         if any(v > 0 for name, values in history.items() if name.endswith("loss") for v in values):
             axes.set_yscale("log")
         axes.set_title(title or "loss per epoch")
-        axes.legend()
+        if axes.get_legend_handles_labels()[0]:  # nothing drawn (no epoch yet): no legend, no warning
+            axes.legend()
         axes.grid(alpha=0.3)
         return _png(figure, path)
     finally:

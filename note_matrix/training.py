@@ -9,9 +9,17 @@ same epochs on the same batches as an uninterrupted one.
 Targets (``ModelConfig.targets``): ``"all"`` (the default here) trains the next row at
 every step of non-overlapping chunks of ``window_length`` rows; ``"last"`` trains only
 the row after each sliding window, as the card does. Validation always uses the card's
-sliding windows, and the monitored value (best model, early stopping) is ``val_last_mse``,
-the squared error of the prediction after the whole window, so both modes are measured
-on the same task.
+sliding windows, and the monitored value (best model, early stopping) is the value after
+the whole window, so both modes are measured on the same task: ``val_last_mse``, its
+squared error, for the card's regression head; ``val_last_loss``, the head's own loss
+(cross-entropy + squared errors, or cross-entropy + mixture negative log-likelihood), for
+the ``categorical`` and ``mdn`` heads (``models.heads``).
+
+Calibration: when training ends (and when ``--resume`` completes a run), the best model
+predicts the row after every validation window; the root mean square of the residuals of
+its point rows, per column, goes to ``calibration.json`` (``calibrate``). Sampling at a
+temperature puts Gaussians of this spread around a regressed prediction, and the
+negative log-likelihood of the regression and categorical heads uses it.
 
 Distribution (``TrainConfig.distribute``, TensorFlow backend only): ``"mirrored"`` trains
 on every local GPU (every logical CPU device when there is none) with
@@ -34,6 +42,7 @@ import numpy as np
 
 import note_matrix
 from models import ModelConfig, build_model, compile_model
+from models.heads import head_config, residual_std_of
 from note_matrix import runs
 from note_matrix.checkpoints import EpochCheckpoint, complete_commit, load_checkpoint
 from note_matrix.datasets import (
@@ -47,14 +56,18 @@ from note_matrix.datasets import (
 from note_matrix.devices import describe_device
 from note_matrix.distribute import DISTRIBUTE, Distribution, build_from_one_window, log_vectors
 from note_matrix.errors import DatasetError, RunError
+from note_matrix.generation import CALIBRATION_FILE, load_model
+from note_matrix.midi import read_midi
 from note_matrix.representation import NoteMatrix
+from note_matrix.samples import SampleLogger, write_loss_curve
 from note_matrix.tensorboard import TensorBoardLogger
 from note_matrix.windows import ShuffleEpochs, WindowBatches, WindowIndex
 
 PROBE_BATCH_SIZE = 64
+CALIBRATION_BATCH_SIZE = 256  # windows per prediction when calibrating
 DEFAULT_TARGETS = "all"  # see the README, "Training modes": the same network, 40x the targets a second
 # Train longer; the same files read from elsewhere; other devices (the same updates: the batch is global).
-RESUMABLE_CHANGES = ("epochs", "data_dir", "distribute", "workers")
+RESUMABLE_CHANGES = ("epochs", "data_dir", "distribute", "workers", "sample_every")
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,7 @@ class TrainConfig:
     seed: int = 0  # the split, weight initialisation, dropout and shuffling
     max_files: int | None = None  # the first N files of the dataset (sorted), for quick runs
     histogram_freq: int = 1
+    sample_every: int = 10  # a generated piece to TensorBoard (image and audio) every N epochs; 0: never
     workers: int = 1  # processes encoding the dataset (0: one per CPU core); the result does not depend on it
     distribute: str = "none"  # "none", "mirrored" (local GPUs), "multiworker" (TF_CONFIG's hosts)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(targets=DEFAULT_TARGETS))
@@ -86,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"patience must be at least 1, got {self.patience}")
         if self.max_files is not None and self.max_files < 1:
             raise ValueError(f"max_files must be at least 1, got {self.max_files}")
+        if self.sample_every < 0:
+            raise ValueError(f"sample_every must be 0 (never) or more, got {self.sample_every}")
         if self.workers < 0:
             raise ValueError(f"workers must be 0 (one per CPU core) or more, got {self.workers}")
         if self.distribute not in DISTRIBUTE:
@@ -251,12 +267,15 @@ def _resume(run_dir: Path, config: TrainConfig, distribution: Distribution, verb
     checkpoint = runs.read_checkpoint(run_dir)
     complete_commit(run_dir, checkpoint)  # what a kill right after the last commit may have left undone
     done = checkpoint["epochs_done"]
+    finished = checkpoint["stopped_early"] or done >= config.epochs
     if checkpoint["stopped_early"]:
         print(f"{run_dir}: already finished (stopped early after {done} epochs); nothing to resume")
-        return TrainResult(run_dir, checkpoint["history"], {}, epochs_trained=0)
-    if done >= config.epochs:
+    elif finished:
         print(f"{run_dir}: already finished ({done} epochs done); nothing to resume. "
               f"To train longer: python train.py --resume {run_dir} --epochs <more than {done}>")
+    if finished:
+        if distribution.is_chief and (run_dir / runs.MODEL_FILE).is_file() and not (run_dir / CALIBRATION_FILE).is_file():
+            calibrate(run_dir, verbose=verbose)  # a run that finished before calibration existed
         return TrainResult(run_dir, checkpoint["history"], {}, epochs_trained=0)
     representation = NoteMatrix()
     if saved["representation"] != representation.to_json():
@@ -342,6 +361,14 @@ def window_batches(config: TrainConfig, data: PreparedData) -> tuple[WindowBatch
     return batches, WindowBatches(validation_index, config.batch_size, shuffle=False, targets=targets)
 
 
+def _sample_logger(config: TrainConfig, data: PreparedData, run_dir: Path) -> SampleLogger:
+    """Pieces from the first window of the first validation file, every ``sample_every`` epochs."""
+    key = data.split["validation"][0]
+    primer = data.encoded.arrays[key][: config.window_length]
+    tempo = read_midi(data.files.path(key)).tempo_us_per_beat
+    return SampleLogger(run_dir, primer, NoteMatrix(), every=config.sample_every, tempo_us_per_beat=tempo)
+
+
 def _fit(
     config: TrainConfig,
     data: PreparedData,
@@ -381,7 +408,7 @@ def _fit(
         run_dir, probe_windows, histogram_freq=config.histogram_freq, initial_epoch=initial_epoch, **steps
     )
     # A run started before last_mse existed goes on with its own monitor (in "last" mode, the same value).
-    monitor = checkpoint["monitor"] if checkpoint else "val_last_mse" if has_validation else "last_mse"
+    monitor = checkpoint["monitor"] if checkpoint else monitored_value(config.model, has_validation)
     tracker = EpochCheckpoint(run_dir, monitor, config.patience, logger, checkpoint, verbose=verbose)
     if distribution.strategy is None:
         inputs = {"x": batches, "validation_data": validation}
@@ -398,6 +425,8 @@ def _fit(
             "validation_data": pipeline.evaluation_dataset(validation) if has_validation else None,
         }
         callbacks = []
+    if config.sample_every and has_validation:
+        callbacks.append(_sample_logger(config, data, run_dir))
     model.fit(
         **inputs,
         shuffle=False,  # batches shuffle themselves, by (seed, epoch); Keras would use the global RNG
@@ -406,9 +435,92 @@ def _fit(
         callbacks=[*callbacks, logger, tracker],
         verbose=verbose,
     )
+    if distribution.is_chief and tracker.history:
+        write_loss_curve(run_dir, tracker.history)
     if tracker.best_epoch is None:
         print(f"no finite {tracker.monitor} in any epoch; no model saved")
     else:
         print(f"best {tracker.monitor} {tracker.best:.6f} at epoch {tracker.best_epoch + 1}; "
               f"model saved to {run_dir / runs.MODEL_FILE}")
+        if distribution.is_chief:
+            write_calibration(run_dir, load_model(run_dir), config, data, verbose=verbose)
     return TrainResult(run_dir, tracker.history, data.encoded.skipped, tracker.epochs_done - initial_epoch)
+
+
+def monitored_value(model: ModelConfig, has_validation: bool = True) -> str:
+    """What picks the best model and stops early: the value after the whole window.
+
+    ``val_last_mse`` (the card's squared error) for the regression head, ``val_last_loss``
+    (the head's own loss) for the others; without validation windows, the training value.
+    """
+    name = "last_mse" if model.head == "regression" else "last_loss"
+    return f"val_{name}" if has_validation else name
+
+
+# -- calibration ---------------------------------------------------------------------------------
+
+def calibrate(run_dir: str | Path, *, verbose: int = 0) -> dict:
+    """Compute and write ``calibration.json`` for the finished (or stopped) run in ``run_dir``.
+
+    Reads the run's dataset again (cached), checks it is the run's own (as ``--resume``
+    does) and scores the best model (``model.keras``) on the validation windows; see
+    ``write_calibration``. Returns what it wrote. ``RunError`` without a model, or if the
+    dataset changed; ``DatasetError`` if it cannot be read.
+    """
+    run_dir = Path(run_dir)
+    config = _saved_train_config(run_dir)
+    saved = runs.read_config(run_dir)
+    representation = NoteMatrix()
+    if saved.get("representation") != representation.to_json():
+        raise RunError(f"{run_dir}: the note matrix representation changed since this run was trained")
+    model = load_model(run_dir)
+    data = prepare_data(config, representation, verbose)
+    _refuse_changed_data(run_dir, saved, data)
+    return write_calibration(run_dir, model, config, data, verbose=verbose)
+
+
+def write_calibration(run_dir: Path, model: keras.Model, config: TrainConfig, data: PreparedData, *,
+                      verbose: int = 1) -> dict:
+    """Residual standard deviations of ``model``'s point rows on the card's task, to ``calibration.json``.
+
+    The task: the row after every sliding validation window (every training window when
+    the split has no validation windows; ``split`` says which). Per column, the root mean
+    square of ``point_rows - target`` (``models.heads.residual_std_of``). Written
+    atomically as ``{"residual_std": {"note", "velocity", "time"}, "rows", "split", "head",
+    "created"}``; returned.
+    """
+    split = "validation"
+    index = WindowIndex([data.encoded.arrays[k] for k in data.split["validation"]], config.window_length)
+    if len(index) == 0:
+        split = "train"
+        index = WindowIndex([data.encoded.arrays[k] for k in data.split["train"]], config.window_length)
+    outputs, targets = last_predictions(model, index)
+    calibration = {
+        "residual_std": residual_std_of(config.model, outputs, targets),
+        "rows": len(targets),
+        "split": split,
+        "head": head_config(config.model).head,
+        "created": runs.utc_now(),
+    }
+    runs.write_json(Path(run_dir) / CALIBRATION_FILE, calibration)
+    if verbose:
+        spread = ", ".join(f"{name} {value:.4f}" for name, value in calibration["residual_std"].items())
+        print(f"calibration: residual std {spread} on {len(targets)} {split} windows -> {CALIBRATION_FILE}")
+    return calibration
+
+
+def last_predictions(model: keras.Model, index: WindowIndex,
+                     batch_size: int = CALIBRATION_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """The model's output after each window of ``index`` and the row that follows it:
+    ``(outputs (windows, width), targets (windows, 3))`` float32 (the last step of a
+    sequence output)."""
+    outputs, targets = [], []
+    for first in range(0, len(index), batch_size):
+        x, y = index.batch(np.arange(first, min(first + batch_size, len(index))))
+        prediction = keras.ops.convert_to_numpy(model.predict_on_batch(x))
+        outputs.append(prediction[:, -1] if prediction.ndim == 3 else prediction)
+        targets.append(y)
+    width = int(model.outputs[0].shape[-1])
+    if not outputs:
+        return np.zeros((0, width), np.float32), np.zeros((0, 3), np.float32)
+    return np.concatenate(outputs).astype(np.float32), np.concatenate(targets).astype(np.float32)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from note_matrix.baselines import Baselines, Prediction, gaussian_nll, score, target_rows
+from note_matrix.baselines import Baselines, Prediction, score, target_rows
 
 
 def rows(pitches, velocities, times):
@@ -37,9 +39,13 @@ def test_nll_by_hand():
     probabilities = np.zeros((1, 128))
     probabilities[0, 60] = 0.25
     result = score(Prediction(target, probabilities, 0.1, 0.2), target)
-    expected = -np.log(0.25) + (0.5 * np.log(2 * np.pi) + np.log(0.1)) + (0.5 * np.log(2 * np.pi) + np.log(0.2))
-    assert result["nll"] == pytest.approx(expected)
-    assert gaussian_nll(np.array([1.0]), np.array([0.0]), 1.0)[0] == pytest.approx(0.5 * np.log(2 * np.pi) + 0.5)
+    velocity = math.erf((0.5 / 127) / 0.1 / math.sqrt(2))  # the level's bin, centred on the mean
+    time = 0.5 * math.erf((0.001 / 0.2) / math.sqrt(2))  # the bin [0.5, 0.501), the mean at its low edge
+    assert result["nll"] == pytest.approx(-np.log(0.25) - np.log(velocity) - np.log(time))
+    # The edge bins take the tails: velocity 0 gets everything below half a level.
+    off = rows([60], [0], [0.0])
+    far = score(Prediction(rows([60], [-500], [-3.0]), probabilities, 0.1, 0.2), off)
+    assert far["nll"] == pytest.approx(-np.log(0.25), abs=1e-9)
 
 
 def test_baselines_by_hand():
@@ -47,16 +53,20 @@ def test_baselines_by_hand():
     training = [rows([60, 62, 60, 62, 64], [100, 0, 100, 0, 80], [0.0, 0.5, 0.0, 0.5, 0.2])]
     baselines = Baselines.fit(training)
     np.testing.assert_allclose(baselines.mean_row, training[0].mean(axis=0))
-    # P(62 | 60) = (2 + 1) / (2 + 128)
-    assert baselines.transitions[60, 62] == pytest.approx(3 / 130)
+    # marginal: 60 twice, 62 twice, 64 once, plus one each: P(60) = 3 / 133
     assert baselines.pitch_marginal[60] == pytest.approx(3 / (5 + 128))
+    # P(62 | 60) = (2 + P(62)) / (2 + 1); an unseen previous pitch gives the marginal
+    assert baselines.transitions[60, 62] == pytest.approx((2 + 3 / 133) / 3)
+    np.testing.assert_allclose(baselines.transitions[64], baselines.pitch_marginal)
+    np.testing.assert_allclose(baselines.transitions.sum(axis=1), 1.0)
     test = [rows([60, 62, 64, 60], [100, 0, 100, 0], [0.1, 0.2, 0.3, 0.4])]
     scores = baselines.score_all(test, window=1)
     # repeat: predicts 60, 62, 64 for targets 62, 64, 60: no pitch right
     assert scores["repeat previous row"]["pitch_accuracy"] == 0.0
-    # Markov: after 60 -> 62 (right), after 62 -> 60 or 64 (tie: argmax takes 60; target 64 wrong),
-    # after 64 -> unseen, uniform: argmax 0 (wrong)
-    assert scores["Markov chain (pitch)"]["pitch_accuracy"] == pytest.approx(1 / 3)
+    # Markov: after 60 -> 62 (right); after 62 -> 60 or 64, once each, and 60 is the likelier
+    # in the marginal (target 64: wrong); after 64 (never a previous pitch) -> the marginal's
+    # mode, 60 or 62 tied, argmax takes 60 (target 60: right)
+    assert scores["Markov chain (pitch)"]["pitch_accuracy"] == pytest.approx(2 / 3)
     markov = baselines.markov(test[0][:-1])
     assert markov.rows[0, 0] * 127 == pytest.approx(62)
     for name in ("training mean", "Markov chain (pitch)"):

@@ -1,6 +1,7 @@
 """Carried-state generation: the same rows as the window method where both see the same
-context, batches, the compiled loop traced once, the model as the only copy of the
-weights, the sampling hook, and generate.py's --num-outputs and --method."""
+context (for every head, point or sampled rows), batches, the compiled loop traced once,
+the model as the only copy of the weights, the sampling hook, and generate.py's
+--num-outputs and --method."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from note_matrix.engine import CarriedStateGenerator
 from note_matrix.errors import RunError
 from note_matrix.generation import (
     MIDI_GRID,
+    Sampling,
     carried_state_generator,
     generate_rows,
     generate_window,
@@ -98,6 +100,24 @@ def test_carried_state_equals_a_growing_window_while_the_piece_fits(name):
     assert len(np.unique(carried[..., 0])) > 2 and len(np.unique(carried[..., 2])) > 2  # rows differ
 
 
+@pytest.mark.parametrize("sampled", [False, True])
+@pytest.mark.parametrize("targets", ["last", "all"])
+@pytest.mark.parametrize("head", ["regression", "categorical", "mdn"])
+def test_every_head_carried_equals_the_window_for_point_and_sampled_rows(head, targets, sampled):
+    """The same row function in both methods, and the same random numbers when sampling."""
+    keras.utils.set_random_seed(3)
+    model = build_model(ModelConfig(cell="gru", units=UNITS, layers=2, head=head, mixtures=3, targets=targets))
+    sampling = Sampling(1.0, 20 if head != "regression" else None, 11, (0.05, 0.2, 0.1)) if sampled else None
+    window, k = 9, 3
+    primers = random_primers(2, k)
+    carried = generate_rows(model, primers, window - k + 1, REPRESENTATION, sampling=sampling, progress=False)
+    reference = generate_rows(model, primers, window - k + 1, REPRESENTATION, method="window", window_length=window,
+                              sampling=sampling, progress=False)
+    assert carried.shape == reference.shape == (2, window - k + 1, 3)
+    np.testing.assert_allclose(carried, reference, atol=1e-5)
+    assert np.all(np.isin(carried[..., :2], MIDI_GRID))
+
+
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn", "lstm-stacked", "lstm-sequences"])
 def test_first_row_after_a_full_primer_is_the_card_prediction(name):
     model = tiny_model(**MODELS[name])
@@ -172,6 +192,13 @@ def test_noise_reaches_the_loop_one_slice_per_row():
     assert not np.allclose(shifted.generate(primers, 23, noise=noise * 0.2), plain.generate(primers, 23))
     with pytest.raises(ValueError, match="noise must have shape"):
         plain.generate(primers, 23, noise=noise[:, :5])
+    # The noise has the width the row function needs, not necessarily the row's.
+    wide = CarriedStateGenerator(model, lambda p, n: valid_rows(p + n[:, 1:], REPRESENTATION), noise_width=4)
+    four = np.concatenate([np.ones((2, 23, 1), np.float32), noise * 0.2], axis=-1)
+    np.testing.assert_allclose(wide.generate(primers, 23, noise=four), shifted.generate(primers, 23, noise=noise * 0.2),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match=r"noise must have shape \(2, 23, 4\)"):
+        wide.generate(primers, 23, noise=noise)
 
 
 def test_in_graph_validity_equals_valid_row():

@@ -30,7 +30,7 @@ def test_run_folder_holds_config_model_split_and_history(trained_run, song_folde
     config = json.loads((trained_run / "config.json").read_text())
     assert config["train"]["model"] == {
         "cell": "lstm", "units": 8, "layers": 1, "dropout_rate": 0.75, "features": 3,
-        "head": "regression", "learning_rate": 1e-4, "targets": "all",
+        "head": "regression", "mixtures": 5, "learning_rate": 1e-4, "targets": "all",
     }
     assert config["train"]["window_length"] == 50 and config["train"]["epochs"] == 2
     assert config["train"]["batch_size"] == 32
@@ -74,6 +74,16 @@ def test_tensorboard_shows_losses_accuracy_graph_and_histograms(trained_run):
     assert kernel.num == 3 * 4 * 8
     dropout_output = validation_events.Histograms("dropout/output")[-1].histogram_value
     assert dropout_output.num == 64 * 50 * 8  # a fixed probe batch of 64 validation windows x 50 steps x 8 units
+
+
+def test_training_writes_a_loss_curve_and_sampled_pieces(trained_run):
+    assert (trained_run / "loss.png").read_bytes().startswith(b"\x89PNG")
+    events = EventAccumulator(str(trained_run / "validation"), size_guidance={"images": 0, "audio": 0})
+    events.Reload()
+    # --sample-every 10 (the default) over 2 epochs: one piece, after the last epoch
+    assert [e.step for e in events.Images("samples/piano_roll")] == [1]
+    assert [e.step for e in events.Audio("samples/audio")] == [1]
+    assert (trained_run / "samples" / "epoch-0002.mid").is_file()  # named by epochs done
 
 
 def test_layer_graph_for_backends_without_tensorflow():

@@ -1,0 +1,77 @@
+#!/usr/bin/env python
+"""How good is a trained run? python evaluate.py --model logs/<run>
+
+Scores the run's model on its test split (the files split.json holds out) beside three
+baselines fitted on its training files (repeat the previous row, the training mean, a
+first-order Markov chain over pitches): MSE per column and overall, pitch accuracy and
+negative log-likelihood per row. Prints a table and saves it in logs/<run>/evaluation.json.
+
+--generated DIR compares the music statistics of the MIDI files in DIR (e.g. the output of
+generate.py) with the run's training files instead, and saves them in the same file under
+"generated". --json PATH saves to PATH instead of the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+
+from note_matrix import runs  # noqa: E402
+from note_matrix.errors import NoteMatrixError  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="run folder (default: the newest run in --logdir)")
+    parser.add_argument("--logdir", default="logs", help="where runs are (default: %(default)s)")
+    parser.add_argument("--generated", metavar="DIR", default=None,
+                        help="compare the .mid/.midi files in DIR (searched recursively) with the training files")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="write the results to PATH (default: evaluation.json in the run folder, "
+                             "keeping its other entries)")
+    parser.add_argument("--dataset", default=None,
+                        help="where the run's dataset is now, if its folder moved (default: the run's own)")
+    parser.add_argument("--data-dir", default=None,
+                        help="downloads and the encoding cache (default: the run's own)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar while encoding")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        run_dir = Path(args.model) if args.model else runs.newest_run(args.logdir)
+
+        from note_matrix import evaluation
+
+        data = evaluation.open_run(run_dir, dataset=args.dataset, data_dir=args.data_dir)
+        if args.generated is not None:
+            key, result = "generated", evaluation.compare_generated(data, args.generated)
+            table = evaluation.format_generated(result, run_dir)
+        else:
+            from note_matrix.generation import load_model  # Keras loads here
+
+            evaluation.require_test_files(data)  # before Keras loads the model
+            model = load_model(run_dir)
+            evaluation.encode(data, progress=not args.quiet)
+            key, result = "test", evaluation.evaluate_test(data, model)
+            table = evaluation.format_test(result, run_dir)
+        path = Path(args.json) if args.json else run_dir / evaluation.EVALUATION_FILE
+        evaluation.save(path, key, result, merge=args.json is None)
+    except NoteMatrixError as error:
+        print(f"evaluate.py: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"evaluate.py: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    print(table)
+    print(f"\nsaved to {path} ({key!r})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
