@@ -3,14 +3,19 @@
 
 Prints rows per second, all measured in this one run, for
 
-- the card's window method: ``model.predict_on_batch`` on the 50-row window per new row
-  (``generation.generate_window``; a few hundred rows only, it is slow);
+- the naive loop of our peers (Classical-Piano-Composer and the like): ``model.predict``
+  on the 50-row window for every new row (``--predict-rows`` rows only, it is slow);
+- the card's window method as ``generate.py --method window`` runs it:
+  ``model.predict_on_batch`` on the window per new row (``generation.generate_window``),
+  which skips ``predict``'s per-call set-up (a few hundred rows only);
 - carried-state generation (``engine.CarriedStateGenerator``), at batch 1 and 32;
 - a plain NumPy loop of the same LSTM step, head and validity rule (the model's weights,
-  ``valid_row``), at batch 1 and 32: what an uncompiled stepper reaches;
+  ``valid_row``), at batch 1 and 32, timed in a fresh process: what an uncompiled stepper
+  reaches;
 
 their ratios, and how the carried-state time grows with length. Untrained weights (speed
-does not depend on them). Rates are the best of ``--repeats`` timed calls after one
+does not depend on them, as long as the state stays clear of denormal floats: see
+``main``). Rates are the best of ``--repeats`` timed calls after one
 warm-up call (which compiles); the compile time is printed separately. The machine's
 load average is printed too: other processes on a 2-core machine move these figures.
 
@@ -41,13 +46,16 @@ BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THR
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, default=512, help="LSTM units (default: the card's %(default)s)")
-    parser.add_argument("--naive-rows", type=int, default=200, help="rows for the window method (default: %(default)s)")
+    parser.add_argument("--predict-rows", type=int, default=50,
+                        help="rows for the model.predict loop (default: %(default)s)")
+    parser.add_argument("--window-rows", type=int, default=200, help="rows for the window method (default: %(default)s)")
     parser.add_argument("--rows", type=int, default=1000, help="rows per timed call otherwise (default: %(default)s)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[250, 1000, 4000],
                         help="lengths for the growth table (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per figure (default: %(default)s)")
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="threads of NumPy's BLAS, for the NumPy loop (default: %(default)s)")
+    parser.add_argument("--numpy-child", help=argparse.SUPPRESS)  # internal: time the NumPy loop, print JSON
     return parser.parse_args(argv)
 
 
@@ -61,14 +69,35 @@ def best_rate(function, rows: int, repeats: int) -> tuple[float, float]:
     return rows / best, best
 
 
-def numpy_lstm_loop(model, primers, length: int, representation):
+def predict_loop(model, primer, length: int, representation):
+    """The peers' loop: ``model.predict`` on the last 50 rows for every new row, batch 1."""
+    import numpy as np
+
+    from note_matrix.generation import valid_row
+
+    window = primer[:, -WINDOW_LENGTH:]
+    for _ in range(length):
+        prediction = model.predict(window, verbose=0)
+        row = valid_row(prediction[:, -1] if prediction.ndim == 3 else prediction, representation)
+        window = np.concatenate([window[:, 1:], row[:, None]], axis=1)
+    return window
+
+
+WEIGHT_NAMES = ("kernel", "recurrent_kernel", "bias", "dense_kernel", "dense_bias")
+
+
+def model_weights(model) -> dict:
+    """The card model's LSTM and Dense weights as NumPy arrays, by ``WEIGHT_NAMES``."""
+    return dict(zip(WEIGHT_NAMES, model.get_layer("lstm").get_weights() + model.get_layer("dense").get_weights()))
+
+
+def numpy_lstm_loop(weights: dict, primers, length: int, representation):
     """The card model's step in plain NumPy: prime on ``primers`` ``(N, k, 3)``, then ``length`` valid rows."""
     import numpy as np
 
     from note_matrix.generation import valid_row
 
-    kernel, recurrent_kernel, bias = model.get_layer("lstm").get_weights()
-    dense_kernel, dense_bias = model.get_layer("dense").get_weights()
+    kernel, recurrent_kernel, bias, dense_kernel, dense_bias = (weights[name] for name in WEIGHT_NAMES)
     batch, units = primers.shape[0], recurrent_kernel.shape[0]
     h = np.zeros((batch, units), np.float32)
     c = np.zeros((batch, units), np.float32)
@@ -92,10 +121,52 @@ def numpy_lstm_loop(model, primers, length: int, representation):
     return rows
 
 
+def numpy_rates(weights: dict, primers, rows: int, repeats: int, blas_threads: int) -> dict[int, float]:
+    """Rows/s of the NumPy loop at batch 1 and 32, timed in a fresh process (see ``numpy_child``)."""
+    import json
+    import subprocess
+    import tempfile
+
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "weights.npz"
+        np.savez(path, primers=primers, **weights)
+        output = subprocess.run([sys.executable, __file__, "--numpy-child", str(path), "--rows", str(rows),
+                                 "--repeats", str(repeats), "--blas-threads", str(blas_threads)],
+                                check=True, capture_output=True, text=True).stdout
+    return {int(batch): rate for batch, rate in json.loads(output.splitlines()[-1]).items()}
+
+
+def numpy_child(args) -> int:
+    """Time the NumPy loop in a process where no compiled Keras code has run: the backend's
+    thread pools keep spinning for a while after each compiled call and, on a 2-core
+    machine, take the core the NumPy loop needs (it ran 4-10x slower in the same process)."""
+    import json
+
+    import numpy as np
+
+    from note_matrix.representation import NoteMatrix
+
+    arrays = np.load(args.numpy_child, allow_pickle=False)
+    weights = {name: arrays[name] for name in WEIGHT_NAMES}
+    primers, representation = arrays["primers"], NoteMatrix()
+    rates = {}
+    for batch in (1, 32):
+        rows = args.rows if batch == 1 else max(args.rows // 4, 100)
+        numpy_lstm_loop(weights, primers[:batch], 10, representation)  # warm-up
+        rates[batch] = best_rate(lambda: numpy_lstm_loop(weights, primers[:batch], rows, representation),  # noqa: B023
+                                 batch * rows, args.repeats)[0]
+    print(json.dumps(rates))
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     for name in BLAS_THREAD_VARIABLES:
         os.environ[name] = str(args.blas_threads)
+    if args.numpy_child:
+        return numpy_child(args)
     import keras
     import numpy as np
 
@@ -107,6 +178,12 @@ def main(argv=None) -> int:
     representation = NoteMatrix()
     keras.utils.set_random_seed(0)
     model = build_model(ModelConfig(units=args.units))
+    # Untrained weights, but the output bias at 0.5: with a zero bias the untrained model
+    # predicts rows that clip to all zeros, its state then decays into denormal floats,
+    # and NumPy (no flush-to-zero) computes on those 40x slower, while XLA flushes them.
+    dense = model.get_layer("dense")
+    dense_kernel, dense_bias = dense.get_weights()
+    dense.set_weights([dense_kernel, np.full_like(dense_bias, 0.5)])
     rng = np.random.default_rng(0)
     primers = valid_row(rng.random((32, WINDOW_LENGTH, 3)), representation)  # (32, 50, 3)
     one = primers[:1]
@@ -115,10 +192,14 @@ def main(argv=None) -> int:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, NumPy BLAS threads {args.blas_threads}")
     print(f"model: LSTM({args.units}) -> Dropout -> Dense(3), window {WINDOW_LENGTH}, untrained weights")
 
+    # The peers' loop: one model.predict per row.
+    predict_loop(model, one, 2, representation)  # warm-up (builds the predict function)
+    peers, _ = best_rate(lambda: predict_loop(model, one, args.predict_rows, representation), args.predict_rows, 2)
+
     # The card's window method: one predict_on_batch per row.
     generate_window(model, one, 2, representation, progress=False)  # warm-up (builds the predict function)
-    naive, _ = best_rate(lambda: generate_window(model, one, args.naive_rows, representation, progress=False),
-                         args.naive_rows, 2)
+    window_rate, _ = best_rate(lambda: generate_window(model, one, args.window_rows, representation, progress=False),
+                         args.window_rows, 2)
 
     # Where the window method's time goes: one predict_on_batch on a 1-row and on a 50-row window.
     calls = {}
@@ -138,27 +219,30 @@ def main(argv=None) -> int:
         batch_primers = primers[:batch]
         carried, _ = best_rate(lambda: generator.generate(batch_primers, args.rows), batch * args.rows,  # noqa: B023
                                args.repeats)
-        numpy_rows = args.rows if batch == 1 else max(args.rows // 4, 100)
-        plain, _ = best_rate(lambda: numpy_lstm_loop(model, batch_primers, numpy_rows, representation),  # noqa: B023
-                             batch * numpy_rows, args.repeats)
-        results[batch] = carried, plain, compile_seconds
+        results[batch] = carried, compile_seconds
+    weights = model_weights(model)
+    plain_rates = numpy_rates(weights, primers, args.rows, args.repeats, args.blas_threads)
+    results = {batch: (carried, plain_rates[batch], compile_seconds)
+               for batch, (carried, compile_seconds) in results.items()}
 
     # The engine and the NumPy loop compute the same rows (the first ones, before rounding can part them).
     check = 50
     difference = np.abs(generator.generate(primers[:4], check)
-                        - numpy_lstm_loop(model, primers[:4], check, representation)).max()
+                        - numpy_lstm_loop(weights, primers[:4], check, representation)).max()
 
     print()
     print(f"{'method':44s} {'rows/s':>10s}")
-    print(f"{'window method, predict per row, batch 1':44s} {naive:10,.0f}   ({args.naive_rows} rows)")
+    print(f"{'naive loop, model.predict per row, batch 1':44s} {peers:10,.0f}   ({args.predict_rows} rows)")
+    print(f"{'window method, predict_on_batch per row':44s} {window_rate:10,.0f}   ({args.window_rows} rows)")
     for batch, (carried, plain, compile_seconds) in results.items():
         print(f"{f'carried state, batch {batch}':44s} {carried:10,.0f}   "
               f"(first call, compiling: {compile_seconds:.2f} s)")
-        print(f"{f'NumPy loop of the same step, batch {batch}':44s} {plain:10,.0f}")
+        print(f"{f'NumPy loop of the same step, batch {batch}':44s} {plain:10,.0f}   (in a fresh process)")
     print()
     carried_1, plain_1, _ = results[1]
     carried_32, plain_32, _ = results[32]
-    print(f"carried state / window method, batch 1:     {carried_1 / naive:8.1f}x   (goal >= 100x)")
+    print(f"carried state / naive model.predict loop:   {carried_1 / peers:8.1f}x   (goal >= 100x)")
+    print(f"carried state / window method, batch 1:     {carried_1 / window_rate:8.1f}x")
     print(f"carried state / NumPy loop, batch 1:        {carried_1 / plain_1:8.2f}x   (goal >= 0.5x)")
     print(f"carried state / NumPy loop, batch 32:       {carried_32 / plain_32:8.2f}x   (goal >= 0.5x)")
     print(f"carried state vs NumPy loop, first {check} rows of 4 pieces: max difference {difference:.1e}")

@@ -40,8 +40,8 @@ from note_matrix.midi import read_midi
 from note_matrix.music_stats import FILE_STATISTICS, Notes, compare
 from note_matrix.representation import representation_from_json
 
-EVALUATION_FILE = "evaluation.json"
-CALIBRATION_FILE = "calibration.json"  # written by training (see note_matrix.generation.read_calibration)
+EVALUATION_FILE = runs.EVALUATION_FILE
+CALIBRATION_FILE = runs.CALIBRATION_FILE
 PREDICT_BATCH_SIZE = 256
 HEAD_DEFAULT = "regression"
 

@@ -320,7 +320,7 @@ def generate_rows(
 
 # -- calibration: the spread of a regressed prediction ------------------------------------------
 
-CALIBRATION_FILE = "calibration.json"  # written by note_matrix.training.calibrate
+CALIBRATION_FILE = runs.CALIBRATION_FILE
 
 
 def read_calibration(run_dir: str | os.PathLike) -> dict | None:

@@ -4,7 +4,7 @@
 
     logs/<run>/config.json    every hyperparameter, the representation's constants,
                               library/Keras versions, backend, device, dataset
-    logs/<run>/model.keras    the best model by validation loss (Keras format, no pickle)
+    logs/<run>/model.keras    the best model by validation score (Keras format, no pickle)
     logs/<run>/split.json     which files went to train / validation / test (seeded)
     logs/<run>/skipped.txt    files left out and why, one per line
     logs/<run>/history.json   per-epoch losses and metrics (rewritten every epoch)
@@ -12,6 +12,11 @@
                               checkpoint's file name, best value and epoch, history,
                               TensorBoard step counters, dropout random state
     logs/<run>/checkpoint-NNNN.keras  the model and optimizer after epoch NNNN (the last one)
+    logs/<run>/calibration.json       the best model's residual std per column on the
+                              validation windows (sampling, likelihoods)
+    logs/<run>/loss.png       loss curves, drawn at the end of training
+    logs/<run>/samples/       pieces generated every ``--sample-every`` epochs (.mid)
+    logs/<run>/evaluation.json        ``evaluate.py``'s scores ("test", "generated")
     logs/<run>/train/, validation/   TensorBoard events
 
 Every file is written whole or not at all: to a temporary ``*.part`` / ``*.part.keras``
@@ -36,6 +41,8 @@ SPLIT_FILE = "split.json"
 SKIP_FILE = "skipped.txt"
 HISTORY_FILE = "history.json"
 CHECKPOINT_FILE = "checkpoint.json"
+CALIBRATION_FILE = "calibration.json"  # written by note_matrix.training.calibrate
+EVALUATION_FILE = "evaluation.json"  # written by evaluate.py
 CHECKPOINT_FORMAT = 1
 PARTIAL_SUFFIXES = (".part", ".part.keras")  # temporary names, never complete files
 

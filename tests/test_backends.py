@@ -2,7 +2,8 @@
 
 Keras picks its backend once per process (``KERAS_BACKEND``), so every backend other
 than the one running the suite is exercised in a subprocess: train 2 epochs, check the
-TensorBoard tags, generate, and check the output plays.
+TensorBoard tags, generate, check the output plays, and generate from the same run under
+the other backend.
 """
 
 from __future__ import annotations
@@ -46,3 +47,11 @@ def test_train_and_generate_under_each_backend(backend, song_folder, tmp_path):
     assert generated.returncode == 0, generated.stderr[-3000:]
     notes = [m for m in mido.merge_tracks(mido.MidiFile(out).tracks) if m.type == "note_on" and m.velocity > 0]
     assert notes
+
+    # A run trained under one backend generates under the other.
+    other = "jax" if backend == "tensorflow" else "tensorflow"
+    crossed = tmp_path / "crossed.mid"
+    generated = _run(other, "generate.py", "--seed", str(song_folder / "song0.mid"), "--model", str(run),
+                     "--length", "40", "--out", str(crossed), "--quiet")
+    assert generated.returncode == 0, generated.stderr[-3000:]
+    assert [m for m in mido.merge_tracks(mido.MidiFile(crossed).tracks) if m.type == "note_on" and m.velocity > 0]
