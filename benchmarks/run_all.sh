@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark, one after another, under both backends; output in benchmarks/results/
-# (not committed). About an hour on a 2-core CPU; keep the machine otherwise idle.
+# (not committed). About 35 minutes on a 2-core CPU; keep the machine otherwise idle.
 #   NOTE_MATRIX_MIRROR=../shared/datasets benchmarks/run_all.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
