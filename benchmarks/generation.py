@@ -139,9 +139,8 @@ def numpy_rates(weights: dict, primers, rows: int, repeats: int, blas_threads: i
 
 
 def numpy_child(args) -> int:
-    """Time the NumPy loop in a process where no compiled Keras code has run: the backend's
-    thread pools keep spinning for a while after each compiled call and, on a 2-core
-    machine, take the core the NumPy loop needs (it ran 4-10x slower in the same process)."""
+    """Time the NumPy loop in a process where no compiled Keras code has run, so that the
+    backend's thread pools cannot compete with it for the cores of a small machine."""
     import json
 
     import numpy as np
@@ -199,7 +198,7 @@ def main(argv=None) -> int:
     # The card's window method: one predict_on_batch per row.
     generate_window(model, one, 2, representation, progress=False)  # warm-up (builds the predict function)
     window_rate, _ = best_rate(lambda: generate_window(model, one, args.window_rows, representation, progress=False),
-                         args.window_rows, 2)
+                               args.window_rows, 2)
 
     # Where the window method's time goes: one predict_on_batch on a 1-row and on a 50-row window.
     calls = {}
