@@ -60,7 +60,7 @@ def main(argv=None) -> int:
             evaluation.encode(data, progress=not args.quiet)
             key, result = "test", evaluation.evaluate_test(data, model)
             table = evaluation.format_test(result, run_dir)
-        path = Path(args.json) if args.json else run_dir / evaluation.EVALUATION_FILE
+        path = Path(args.json) if args.json else run_dir / runs.EVALUATION_FILE
         evaluation.save(path, key, result, merge=args.json is None)
     except NoteMatrixError as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)

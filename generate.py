@@ -129,7 +129,7 @@ def build_sampling(args: argparse.Namespace, head, run_dir: Path):
         if calibration is None:
             from note_matrix.training import calibrate
 
-            print(f"note: {run_dir} has no {generation.CALIBRATION_FILE}; computing it from the validation split")
+            print(f"note: {run_dir} has no {runs.CALIBRATION_FILE}; computing it from the validation split")
             calibration = calibrate(run_dir, verbose=0)
         residual_std = calibration["residual_std"]
     seed = args.random_seed if args.random_seed is not None else secrets.randbelow(2**32)

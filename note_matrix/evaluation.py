@@ -40,8 +40,6 @@ from note_matrix.midi import read_midi
 from note_matrix.music_stats import FILE_STATISTICS, Notes, compare
 from note_matrix.representation import representation_from_json
 
-EVALUATION_FILE = runs.EVALUATION_FILE
-CALIBRATION_FILE = runs.CALIBRATION_FILE
 PREDICT_BATCH_SIZE = 256
 HEAD_DEFAULT = "regression"
 
@@ -205,14 +203,14 @@ def calibration(data: RunData, model, model_config) -> tuple[dict[str, float] | 
 
     saved = read_calibration(data.run_dir)
     if saved is not None:
-        return {name: float(saved["residual_std"][name]) for name in COLUMNS}, f"from the run's {CALIBRATION_FILE}"
+        return {name: float(saved["residual_std"][name]) for name in COLUMNS}, f"from the run's {runs.CALIBRATION_FILE}"
     if not data.split["validation"]:
-        return None, f"no {CALIBRATION_FILE} and no validation files"
+        return None, f"no {runs.CALIBRATION_FILE} and no validation files"
     validation = data.part("validation")
     _, target = target_rows(validation, data.window_length)
     std = residual_std_of(model_config, predict_outputs(model, validation, data.window_length), target)
     files = f"{len(validation)} validation file{'s' if len(validation) != 1 else ''}"
-    return std, f"computed now from the {files} (the run has no {CALIBRATION_FILE})"
+    return std, f"computed now from the {files} (the run has no {runs.CALIBRATION_FILE})"
 
 
 def require_test_files(data: RunData) -> None:

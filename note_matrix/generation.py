@@ -190,7 +190,7 @@ def row_function(representation: NoteMatrix, head=None, sampling: Sampling | Non
         return point
     if head.head != "mdn" and sampling.residual_std is None:
         raise RunError(f"sampling from the {head.head} head needs the residual standard deviations of the run "
-                       f"({CALIBRATION_FILE})")
+                       f"({runs.CALIBRATION_FILE})")
 
     def sample(prediction, noise_t):
         return valid_rows(sample_rows(head, prediction, noise_t, temperature=sampling.temperature,
@@ -320,13 +320,10 @@ def generate_rows(
 
 # -- calibration: the spread of a regressed prediction ------------------------------------------
 
-CALIBRATION_FILE = runs.CALIBRATION_FILE
-
-
 def read_calibration(run_dir: str | os.PathLike) -> dict | None:
     """The run's ``calibration.json`` (``{"residual_std": {"note", "velocity", "time"}, "rows",
     "split"}``), or None when the run has none; ``RunError`` if it is unreadable."""
-    path = Path(run_dir) / CALIBRATION_FILE
+    path = Path(run_dir) / runs.CALIBRATION_FILE
     if not path.is_file():
         return None
     data = runs.read_json(path)

@@ -56,7 +56,7 @@ from note_matrix.datasets import (
 from note_matrix.devices import describe_device
 from note_matrix.distribute import DISTRIBUTE, Distribution, build_from_one_window, log_vectors
 from note_matrix.errors import DatasetError, RunError
-from note_matrix.generation import CALIBRATION_FILE, load_model
+from note_matrix.generation import load_model
 from note_matrix.midi import read_midi
 from note_matrix.representation import NoteMatrix
 from note_matrix.samples import SampleLogger, write_loss_curve
@@ -274,7 +274,7 @@ def _resume(run_dir: Path, config: TrainConfig, distribution: Distribution, verb
         print(f"{run_dir}: already finished ({done} epochs done); nothing to resume. "
               f"To train longer: python train.py --resume {run_dir} --epochs <more than {done}>")
     if finished:
-        if distribution.is_chief and (run_dir / runs.MODEL_FILE).is_file() and not (run_dir / CALIBRATION_FILE).is_file():
+        if distribution.is_chief and (run_dir / runs.MODEL_FILE).is_file() and not (run_dir / runs.CALIBRATION_FILE).is_file():
             calibrate(run_dir, verbose=verbose)  # a run that finished before calibration existed
         return TrainResult(run_dir, checkpoint["history"], {}, epochs_trained=0)
     representation = NoteMatrix()
@@ -502,10 +502,10 @@ def write_calibration(run_dir: Path, model: keras.Model, config: TrainConfig, da
         "head": head_config(config.model).head,
         "created": runs.utc_now(),
     }
-    runs.write_json(Path(run_dir) / CALIBRATION_FILE, calibration)
+    runs.write_json(Path(run_dir) / runs.CALIBRATION_FILE, calibration)
     if verbose:
         spread = ", ".join(f"{name} {value:.4f}" for name, value in calibration["residual_std"].items())
-        print(f"calibration: residual std {spread} on {len(targets)} {split} windows -> {CALIBRATION_FILE}")
+        print(f"calibration: residual std {spread} on {len(targets)} {split} windows -> {runs.CALIBRATION_FILE}")
     return calibration
 
 

@@ -21,6 +21,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _struck_notes(path: Path) -> list:
+    return [m for m in mido.merge_tracks(mido.MidiFile(path).tracks) if m.type == "note_on" and m.velocity > 0]
+
+
 def _run(backend: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "KERAS_BACKEND": backend}
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -45,8 +49,7 @@ def test_train_and_generate_under_each_backend(backend, song_folder, tmp_path):
     generated = _run(backend, "generate.py", "--seed", str(song_folder / "song0.mid"), "--model", str(run),
                      "--length", "40", "--out", str(out), "--quiet")
     assert generated.returncode == 0, generated.stderr[-3000:]
-    notes = [m for m in mido.merge_tracks(mido.MidiFile(out).tracks) if m.type == "note_on" and m.velocity > 0]
-    assert notes
+    assert _struck_notes(out)
 
     # A run trained under one backend generates under the other.
     other = "jax" if backend == "tensorflow" else "tensorflow"
@@ -54,4 +57,4 @@ def test_train_and_generate_under_each_backend(backend, song_folder, tmp_path):
     generated = _run(other, "generate.py", "--seed", str(song_folder / "song0.mid"), "--model", str(run),
                      "--length", "40", "--out", str(crossed), "--quiet")
     assert generated.returncode == 0, generated.stderr[-3000:]
-    assert [m for m in mido.merge_tracks(mido.MidiFile(crossed).tracks) if m.type == "note_on" and m.velocity > 0]
+    assert _struck_notes(crossed)
