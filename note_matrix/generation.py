@@ -57,6 +57,7 @@ from models.heads import (
     std_triplet,
 )
 from note_matrix import runs
+from note_matrix.runs import load_model  # noqa: F401 (callers still import it from here)
 from note_matrix.engine import CarriedStateGenerator
 from note_matrix.errors import RunError
 from note_matrix.midi import DEFAULT_TEMPO_US_PER_BEAT, write_midi
@@ -66,23 +67,6 @@ MAX_GENERATED_GAP_SECONDS = 4.0  # a predicted silence longer than this is short
 MIN_NOTE_SECONDS = 0.02  # shorter notes (0 ticks, or a few) are merged or held this long
 RELEASE_SECONDS = 0.5  # notes still sounding at the end are released this long after the last event
 METHODS = ("carried", "window")
-
-
-# What Keras raises for a truncated, tampered or unsafe .keras file (safe mode refuses
-# lambdas and unknown classes rather than running them).
-_MODEL_FILE_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, ImportError, zipfile.BadZipFile)
-
-
-def load_model(run_dir: str | os.PathLike) -> keras.Model:
-    """The run's best model, loaded in Keras safe mode, without its optimiser."""
-    path = Path(run_dir) / runs.MODEL_FILE
-    if not path.is_file():
-        raise RunError(f"{run_dir}: no {runs.MODEL_FILE} (training did not finish an epoch?)")
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except _MODEL_FILE_ERRORS as error:
-        first_line = (str(error).strip().splitlines() or [""])[0][:300]
-        raise RunError(f"{path}: cannot load the model ({type(error).__name__}: {first_line})") from None
 
 
 # -- validity ----------------------------------------------------------------------------------

@@ -30,9 +30,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from note_matrix import atomic
 from note_matrix.errors import RunError
 
 CONFIG_FILE = "config.json"
@@ -44,7 +46,6 @@ CHECKPOINT_FILE = "checkpoint.json"
 CALIBRATION_FILE = "calibration.json"  # written by note_matrix.training.calibrate
 EVALUATION_FILE = "evaluation.json"  # written by evaluate.py
 CHECKPOINT_FORMAT = 1
-PARTIAL_SUFFIXES = (".part", ".part.keras")  # temporary names, never complete files
 
 
 def new_run_dir(logdir: str | Path, run_name: str | None) -> Path:
@@ -66,41 +67,40 @@ def new_run_dir(logdir: str | Path, run_name: str | None) -> Path:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (temporary file, flushed, then renamed over ``path``)."""
-    text = json.dumps(data, indent=2) + "\n"
-    _replace_atomically(path, path.with_name(path.name + ".part"), lambda part: part.write_text(text, "utf-8"))
+    """Write JSON atomically (``note_matrix.atomic``)."""
+    atomic.write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def save_model(model, path: Path) -> None:
-    """``model.save(path)`` (Keras format, optimizer included), atomically.
-
-    Keras insists on the ``.keras`` suffix, so the temporary file is ``<stem>.part.keras``.
-    """
-    path = Path(path)
-    _replace_atomically(path, path.with_name(path.stem + ".part.keras"), model.save)
+    """``model.save(path)`` (Keras format, optimizer included), atomically (``<stem>.part.keras`` first)."""
+    atomic.write_atomically(path, model.save)
 
 
 def copy_file(source: Path, destination: Path) -> None:
-    """Copy ``source`` over ``destination`` atomically (same temporary names as the writers)."""
-    destination = Path(destination)
-    temporary = destination.with_name(destination.stem + ".part" + destination.suffix)
-    _replace_atomically(destination, temporary, lambda path: shutil.copyfile(source, path))
+    """Copy ``source`` over ``destination`` atomically."""
+    atomic.write_atomically(destination, lambda temporary: shutil.copyfile(source, temporary))
 
 
-def _replace_atomically(path: Path, temporary: Path, write) -> None:
-    """``write(temporary)``, flush it to disk, rename it to ``path``; never leave ``temporary``."""
+is_partial = atomic.is_partial
+
+
+# What Keras raises for a truncated, tampered or unsafe .keras file (safe mode refuses
+# lambdas and unknown classes rather than running them).
+_MODEL_FILE_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, ImportError, zipfile.BadZipFile)
+
+
+def load_model(run_dir: str | os.PathLike):
+    """The run's best model, loaded in Keras safe mode, without its optimiser."""
+    import keras
+
+    path = Path(run_dir) / MODEL_FILE
+    if not path.is_file():
+        raise RunError(f"{run_dir}: no {MODEL_FILE} (training did not finish an epoch?)")
     try:
-        write(temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)  # only still there if something above failed
-
-
-def is_partial(path: Path) -> bool:
-    """A temporary file left by a writer that was killed: incomplete by design."""
-    return path.name.endswith(PARTIAL_SUFFIXES)
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except _MODEL_FILE_ERRORS as error:
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        raise RunError(f"{path}: cannot load the model ({type(error).__name__}: {first_line})") from None
 
 
 def checkpoint_name(epochs_done: int) -> str:
