@@ -46,18 +46,16 @@ def main(argv=None) -> int:
     try:
         run_dir = Path(args.model) if args.model else runs.newest_run(args.logdir)
 
-        from note_matrix import evaluation
+        from note_matrix import evaluation, run_data
 
-        data = evaluation.open_run(run_dir, dataset=args.dataset, data_dir=args.data_dir)
+        data = run_data.open_run(run_dir, dataset=args.dataset, data_dir=args.data_dir)
         if args.generated is not None:
             key, result = "generated", evaluation.compare_generated(data, args.generated)
             table = evaluation.format_generated(result, run_dir)
         else:
-            from note_matrix.generation import load_model  # Keras loads here
-
             evaluation.require_test_files(data)  # before Keras loads the model
-            model = load_model(run_dir)
-            evaluation.encode(data, progress=not args.quiet)
+            model = runs.load_model(run_dir)
+            run_data.encode(data, progress=not args.quiet)
             key, result = "test", evaluation.evaluate_test(data, model)
             table = evaluation.format_test(result, run_dir)
         path = Path(args.json) if args.json else run_dir / runs.EVALUATION_FILE

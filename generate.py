@@ -7,9 +7,9 @@ state is carried forward, one compiled step per row (--method carried); --method
 is the card's method, the whole window recomputed for every row. --num-outputs N
 generates N pieces in one batch, primed at N evenly spaced places of the seed.
 
-Sampling: runs with the categorical or mdn head sample every row at --temperature 1.0 by
-default; the card's regression head writes its prediction as it is (deterministic) unless
---temperature is given, then adds Gaussian noise of the run's residual spread
+Sampling: heads with a categorical or mixture field sample every step at --temperature 1.0
+by default; the card's regression head writes its prediction as it is (deterministic)
+unless --temperature is given, then adds Gaussian noise of the run's residual spread
 (calibration.json) times T. --argmax (or --temperature 0) takes the most likely row,
 --top-k K draws the pitch among the K most likely notes, --random-seed N repeats a
 sampled output exactly (the seed used is printed). --plot writes a piano-roll PNG and
@@ -29,8 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up 
 
 from note_matrix import runs  # noqa: E402
 from note_matrix.errors import NoteMatrixError, RunError  # noqa: E402
-from note_matrix.primer import read_primer  # noqa: E402
-from note_matrix.representation import representation_from_json  # noqa: E402
+from note_matrix.config import RunConfig  # noqa: E402
+from note_matrix.generation.primer import read_primer  # noqa: E402
 
 MAX_LENGTH = 100_000  # rows per piece
 MAX_NUM_OUTPUTS = 256  # pieces per run
@@ -104,31 +104,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def sampling_temperature(args: argparse.Namespace, head: str) -> float:
-    """--argmax: 0; --temperature T: T; neither: 1.0, or 0 for the card's regression head."""
+def sampling_temperature(args: argparse.Namespace, head) -> float:
+    """--argmax: 0; --temperature T: T; neither: 1.0, or 0 for a head of Gaussian fields only (the card's)."""
     if args.argmax:
         return 0.0
     if args.temperature is not None:
         return args.temperature
-    return 0.0 if head == "regression" else 1.0
+    return 1.0 if head.samples_by_default else 0.0
 
 
 def build_sampling(args: argparse.Namespace, head, run_dir: Path):
-    """The ``generation.Sampling`` of the flags for ``head``, or None for the deterministic rows."""
+    """The ``generation.Sampling`` of the flags for ``head``, or None for the deterministic steps."""
     from note_matrix import generation
+    from note_matrix.calibration import calibrate, read_calibration
 
-    if args.top_k is not None and head.head == "regression":
-        raise RunError("--top-k draws the pitch among the most likely notes: the categorical and mdn heads "
-                       f"have a pitch distribution; {run_dir.name}'s head is regression")
-    temperature = sampling_temperature(args, head.head)
+    if args.top_k is not None and head.top_k_limit is None:
+        raise RunError(f"--top-k draws among the most likely classes, and {run_dir.name}'s head has no "
+                       "categorical field")
+    temperature = sampling_temperature(args, head)
     if temperature == 0:
         return None
     residual_std = None
-    if head.head != "mdn":
-        calibration = generation.read_calibration(run_dir)
+    if head.needs_spread:
+        calibration = read_calibration(run_dir, head.spread_names)
         if calibration is None:
-            from note_matrix.training import calibrate
-
             print(f"note: {run_dir} has no {runs.CALIBRATION_FILE}; computing it from the validation split")
             calibration = calibrate(run_dir, verbose=0)
         residual_std = calibration["residual_std"]
@@ -136,9 +135,9 @@ def build_sampling(args: argparse.Namespace, head, run_dir: Path):
     return generation.Sampling(temperature, args.top_k, seed, residual_std)
 
 
-def describe_sampling(sampling, head: str) -> str:
+def describe_sampling(sampling, head) -> str:
     if sampling is None:
-        return "argmax" if head != "regression" else "deterministic"
+        return "argmax" if head.samples_by_default else "deterministic"
     top_k = f", top-k {sampling.top_k}" if sampling.top_k is not None else ""
     return f"temperature {sampling.temperature:g}{top_k}, random seed {sampling.random_seed}"
 
@@ -149,38 +148,34 @@ def main(argv=None) -> int:
         if args.soundfont is not None and not Path(args.soundfont).is_file():
             raise RunError(f"--soundfont {args.soundfont}: no such file")
         run_dir = Path(args.model) if args.model else runs.newest_run(args.logdir)
-        config = runs.read_config(run_dir)
-        representation = representation_from_json(config["representation"])
-        window_length = config["train"]["window_length"]
+        config = RunConfig.read(run_dir)
+        representation, head = config.build_representation(), config.head()
+        window_length = config.train.window_length
         primer = read_primer(args.seed, representation, window_length)
-        # The whole seed, for N different primers (read_primer keeps the first window only).
-        seed = representation.encode(args.seed) if args.num_outputs > 1 else primer.matrix
 
-        from models.heads import head_config  # Keras loads here
-        from note_matrix import generation
+        from note_matrix import generation  # Keras loads here
 
-        head = head_config(config["train"]["model"])
         sampling = build_sampling(args, head, run_dir)
-        how = describe_sampling(sampling, head.head)
-
+        how = describe_sampling(sampling, head)
+        seed = primer.steps if args.num_outputs > 1 else primer.steps[:window_length]
         primers, starts = generation.spread_primers(seed, window_length, args.num_outputs)
         distinct = len(set(starts.tolist()))
         if distinct < args.num_outputs:
-            print(f"note: {args.seed} has {len(seed)} rows, room for {distinct} different primers of "
-                  f"{window_length} rows; {args.num_outputs - distinct} of the {args.num_outputs} pieces repeat "
+            print(f"note: {args.seed} has {len(seed)} steps, room for {distinct} different primers of "
+                  f"{window_length} steps; {args.num_outputs - distinct} of the {args.num_outputs} pieces repeat "
                   f"a primer (and, without sampling, its piece)")
         if sampling is not None:
             print(f"sampling at {how} (--random-seed {sampling.random_seed} repeats this output)")
-        model = generation.load_model(run_dir)
-        rows = generation.generate_rows(model, primers, args.length, representation, method=args.method,
-                                        progress=not args.quiet, head=head, sampling=sampling)
+        model = runs.load_model(run_dir)
+        rows = generation.generate_rows(model, primers, args.length, representation, head, method=args.method,
+                                        progress=not args.quiet, sampling=sampling)
         paths = generation.output_paths(args.out or run_dir / "generated.mid", args.num_outputs)
         written, extras = [], []
         for path, piece, start in zip(paths, rows, starts):
-            notes = generation.write_playable(piece, path, representation, tempo_us_per_beat=primer.tempo_us_per_beat)
+            notes = representation.decode(piece, primer.meta, path)
             written.append((path, notes, start))
             if args.plot:
-                title = f"{path.name}: {run_dir.name}, {head.head} head, {how}"
+                title = f"{path.name}: {run_dir.name}, {config.train.model.head} head, {how}"
                 extras.append(f"wrote {generation.write_piano_roll(path, path.with_suffix('.png'), title)}")
             if args.audio:
                 wav, synthesiser = generation.write_audio(path, path.with_suffix(".wav"), soundfont=args.soundfont)
@@ -193,7 +188,7 @@ def main(argv=None) -> int:
         return 2
     for path, notes, start in written:
         where = f", primer at row {start}" if args.num_outputs > 1 else ""
-        print(f"wrote {path}: {notes} notes from {args.length} generated rows ({run_dir.name}, seed {args.seed}"
+        print(f"wrote {path}: {notes} notes from {args.length} generated steps ({run_dir.name}, seed {args.seed}"
               f"{where}, {how}, {args.method})")
     for line in extras:
         print(line)

@@ -23,17 +23,19 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
-from models import CELLS, HEADS, TARGETS  # noqa: E402
-from note_matrix.distribute import DISTRIBUTE, check_distribution  # noqa: E402
+from models import CELLS, TARGETS  # noqa: E402
+from note_matrix import representations  # noqa: E402
+from note_matrix.config import DISTRIBUTE, TrainConfig  # noqa: E402
 from note_matrix.errors import NoteMatrixError  # noqa: E402
-from note_matrix.training import TrainConfig, resume, resume_config, train  # noqa: E402
+from note_matrix.training import resume, resume_config, train  # noqa: E402
+from note_matrix.training.distribute import check_distribution  # noqa: E402
 
 TRAIN_DEFAULTS = TrainConfig()
 MODEL_DEFAULTS = TRAIN_DEFAULTS.model
 
 # argparse destination -> TrainConfig field ("model.<field>" for the ModelConfig's)
 CONFIG_FIELDS = {
-    "dataset": "dataset", "data_dir": "data_dir", "window": "window_length",
+    "dataset": "dataset", "data_dir": "data_dir", "representation": "representation", "window": "window_length",
     "validation_fraction": "validation_fraction", "test_fraction": "test_fraction", "max_files": "max_files",
     "workers": "workers",
     "cell": "model.cell", "units": "model.units", "layers": "model.layers", "dropout": "model.dropout_rate",
@@ -51,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="pop, nottingham, or a folder of .mid/.midi files (default: %(default)s)")
     data.add_argument("--data-dir", default=TRAIN_DEFAULTS.data_dir,
                       help="downloads and the encoding cache (default: %(default)s)")
+    data.add_argument("--representation", choices=representations.names(), default=TRAIN_DEFAULTS.representation,
+                      help="how a file becomes steps: note_matrix, the card's [note, velocity, time] rows; "
+                           "pitch_sequence, the melody's pitches as tokens (default: %(default)s)")
     data.add_argument("--window", type=int, default=TRAIN_DEFAULTS.window_length,
                       help="rows the model sees to predict the next one (default: %(default)s)")
     data.add_argument("--validation-fraction", type=float, default=TRAIN_DEFAULTS.validation_fraction,
@@ -66,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--units", type=int, default=MODEL_DEFAULTS.units, help="(default: %(default)s)")
     model.add_argument("--layers", type=int, default=MODEL_DEFAULTS.layers, help="(default: %(default)s)")
     model.add_argument("--dropout", type=float, default=MODEL_DEFAULTS.dropout_rate, help="(default: %(default)s)")
-    model.add_argument("--head", choices=HEADS, default=MODEL_DEFAULTS.head,
-                       help="regression: the card's MSE on [note, velocity, time]; categorical: the pitch as one "
-                            "of 128 notes (cross-entropy), velocity and time regressed; mdn: categorical pitch and "
-                            "a mixture density over velocity and time (default: %(default)s)")
+    model.add_argument("--head", default=None,
+                       help="the representation's output fields. note_matrix: regression (its default), the card's "
+                            "MSE on [note, velocity, time]; categorical, the pitch as one of 128 notes "
+                            "(cross-entropy), velocity and time regressed; mdn, categorical pitch and a mixture "
+                            "density over velocity and time. pitch_sequence: categorical (default: the "
+                            "representation's first)")
     model.add_argument("--mixtures", type=int, default=MODEL_DEFAULTS.mixtures,
                        help="mixture components of the mdn head (default: %(default)s)")
     fit = parser.add_argument_group("training")
@@ -121,6 +128,8 @@ def given_flags(argv=None) -> dict:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if args.head is None:
+        args.head = representations.representation_class(args.representation).heads[0]
     return TrainConfig().with_changes({field: getattr(args, dest) for dest, field in CONFIG_FIELDS.items()})
 
 

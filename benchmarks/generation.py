@@ -145,7 +145,7 @@ def numpy_child(args) -> int:
 
     import numpy as np
 
-    from note_matrix.representation import NoteMatrix
+    from note_matrix.representations import NoteMatrix
 
     arrays = np.load(args.numpy_child, allow_pickle=False)
     weights = {name: arrays[name] for name in WEIGHT_NAMES}
@@ -170,9 +170,9 @@ def main(argv=None) -> int:
     import numpy as np
 
     from models import ModelConfig, build_model
-    from note_matrix.devices import describe_device
+    from note_matrix.training.devices import describe_device
     from note_matrix.generation import carried_state_generator, generate_window, valid_row
-    from note_matrix.representation import NoteMatrix
+    from note_matrix.representations import NoteMatrix
 
     representation = NoteMatrix()
     keras.utils.set_random_seed(0)

@@ -37,10 +37,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models import build_model, compile_model  # noqa: E402
-from note_matrix.devices import describe_device  # noqa: E402
-from note_matrix.representation import NoteMatrix  # noqa: E402
+from note_matrix.training.devices import describe_device  # noqa: E402
+from note_matrix.representations import NoteMatrix  # noqa: E402
 from note_matrix.training import TrainConfig, prepare_data, window_batches  # noqa: E402
-from note_matrix.windows import WindowBatches  # noqa: E402
+from note_matrix.training.windows import WindowBatches  # noqa: E402
 
 EVALUATION_BATCH_SIZE = 256
 

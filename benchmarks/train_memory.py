@@ -71,7 +71,7 @@ def main() -> None:
         data_dir, logdir = Path(scratch) / "data", Path(scratch) / "logs"
         warm = [sys.executable, "-c", (
             "from pathlib import Path; from note_matrix.datasets import resolve_dataset, encode_dataset; "
-            "from note_matrix.representation import NoteMatrix; "
+            "from note_matrix.representations import NoteMatrix; "
             f"d = Path({str(data_dir)!r}); f = resolve_dataset('nottingham', d); "
             "e = encode_dataset(f, NoteMatrix(), d, progress=False, workers=2); "
             "print(sum(len(a) for a in e.arrays.values()), len(e.arrays))")]

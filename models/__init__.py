@@ -1,8 +1,8 @@
-"""Keras model builders. Backend-neutral: only ``keras.layers`` and ``keras.ops``."""
+"""Keras model builders and output fields. Backend-neutral (``keras.layers``, ``keras.ops``);
+imports nothing from ``note_matrix``."""
 
-from models.builder import CELLS, TARGETS, ModelConfig, build_model, compile_model
-from models.heads import HEADS, HeadConfig, head_config, head_width, point_rows, row_nll, sample_rows
-from models.metrics import last_loss, last_mse, pitch_accuracy
+from models.builder import CELLS, DEFAULT_MIXTURES, TARGETS, InputSpec, ModelConfig, build_model, compile_model
+from models.fields import Bernoulli, Categorical, Gaussian, Head, HeadLoss, Mixture
 
-__all__ = ["CELLS", "HEADS", "TARGETS", "HeadConfig", "ModelConfig", "build_model", "compile_model", "head_config",
-           "head_width", "last_loss", "last_mse", "pitch_accuracy", "point_rows", "row_nll", "sample_rows"]
+__all__ = ["CELLS", "DEFAULT_MIXTURES", "TARGETS", "Bernoulli", "Categorical", "Gaussian", "Head", "HeadLoss",
+           "InputSpec", "Mixture", "ModelConfig", "build_model", "compile_model"]

@@ -1,4 +1,4 @@
-"""One builder for the recurrent models, configured by a dataclass (DESIGN.md, Models).
+"""One builder for the recurrent models, configured by dataclasses.
 
 The default is exactly the design card's network (seed 003)::
 
@@ -8,22 +8,11 @@ trained with RMSprop(1e-4) on mean squared error. Recurrent layers keep Keras'
 defaults (tanh, sigmoid, no recurrent dropout, ``unroll=False``, ``use_bias=True``) so
 TensorFlow runs them with cuDNN on a GPU.
 
-``head`` (``models.heads``) widens the ``dense`` layer for the other output heads:
-``"categorical"`` (128 pitch logits, velocity, time; cross-entropy + squared errors) and
-``"mdn"`` (pitch logits and a mixture density over velocity and time); the layers and
-their names stay the same.
-
-``targets`` says what the loss sees; the weights are the same network either way:
-
-- ``"last"`` (the card): output ``(batch, width)``, the row after the window;
-- ``"all"``: the recurrent layers return sequences and Dropout, Dense and Activation
-  apply at every step, output ``(batch, steps, width)``: step ``t`` predicts row ``t + 1``,
-  so one window of 50 rows yields 50 targets for the price of one.
-
-(``width = head_width(config)``: 3 for the card's regression head.) Both compile the
-metric ``last_mse``, the squared error of the point prediction after the whole window
-(the card's task), so validation figures compare across modes and heads; the other heads
-also compile ``last_loss``, their own loss after the whole window.
+What goes in is an ``InputSpec`` (continuous features, integer tokens through an
+``Embedding``, or multi-hot frames) and what comes out a ``models.fields.Head``: the
+``dense`` layer is as wide as the head's fields. ``targets="last"`` (the card) outputs
+``(batch, width)``, the step after the window; ``"all"`` outputs ``(batch, steps,
+width)``, the next step at every step.
 """
 
 from __future__ import annotations
@@ -32,37 +21,67 @@ from dataclasses import asdict, dataclass
 
 import keras
 
-from models.heads import DEFAULT_MIXTURES, check_head, head_loss, head_width
-from models.metrics import last_loss, last_mse, pitch_accuracy
+from models.fields import Head, HeadLoss
 
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
 TARGETS = ("last", "all")
 
 
+INPUT_KINDS = ("continuous", "tokens", "multi_hot")
+DEFAULT_MIXTURES = 5
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the network reads per step.
+
+    ``continuous``: ``width`` float32 features; ``multi_hot``: ``width`` 0/1 float32
+    values; ``tokens``: one int32 column of ids below ``vocabulary``, embedded in
+    ``embedding`` dimensions.
+    """
+
+    kind: str = "continuous"
+    width: int = 3
+    vocabulary: int = 0
+    embedding: int = 0
+
+    def __post_init__(self):
+        if self.kind not in INPUT_KINDS:
+            raise ValueError(f"input kind must be one of {INPUT_KINDS}, got {self.kind!r}")
+        if self.width < 1:
+            raise ValueError(f"input width must be positive, got {self.width}")
+        if self.kind == "tokens" and (self.width != 1 or self.vocabulary < 2 or self.embedding < 1):
+            raise ValueError("token input needs width 1, a vocabulary of at least 2 and a positive embedding")
+
+    @property
+    def dtype(self) -> str:
+        return "int32" if self.kind == "tokens" else "float32"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Every hyperparameter of the network and its optimiser, with the card's defaults."""
+    """The network's hyperparameters, with the card's defaults. ``head`` names one of the
+    representation's heads (``mixtures``: its mixture components, where it has one)."""
 
     cell: str = "lstm"
     units: int = 512
     layers: int = 1
     dropout_rate: float = 0.75
-    features: int = 3
-    head: str = "regression"  # "regression" (the card), "categorical", "mdn": see models.heads
-    mixtures: int = DEFAULT_MIXTURES  # MDN components (the mdn head only)
+    head: str = "regression"
+    mixtures: int = DEFAULT_MIXTURES
     learning_rate: float = 1e-4
-    targets: str = "last"  # "last": the row after the window (the card); "all": the next row at every step
+    targets: str = "last"  # "last": the step after the window (the card); "all": the next step at every step
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {self.cell!r}")
-        check_head(self.head, self.mixtures)
-        if self.head != "regression" and self.features != 3:
-            raise ValueError(f"the {self.head} head reads note-matrix rows (features 3), got features {self.features}")
         if self.targets not in TARGETS:
             raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
-        if self.units < 1 or self.layers < 1 or self.features < 1:
-            raise ValueError("units, layers and features must be positive")
+        if self.units < 1 or self.layers < 1 or self.mixtures < 1:
+            raise ValueError("units, layers and mixtures must be positive")
         if not 0 <= self.dropout_rate < 1:
             raise ValueError(f"dropout_rate must lie in [0, 1), got {self.dropout_rate}")
         if self.learning_rate <= 0:
@@ -72,18 +91,21 @@ class ModelConfig:
         return asdict(self)
 
 
-def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
-    """The network of ``config``, uncompiled.
+def build_model(config: ModelConfig = ModelConfig(), inputs: InputSpec = InputSpec(), head: Head | None = None
+                ) -> keras.Model:
+    """The network of ``config`` reading ``inputs`` and predicting ``head``'s fields, uncompiled.
 
-    Input ``(batch, steps, features)`` float32 (any number of steps; training uses the
-    window length). Output ``(batch, width)``, the prediction of the row after the window,
-    or with ``targets="all"`` ``(batch, steps, width)``, of the next row at every step;
-    ``width = head_width(config)`` (3 for the card's regression head: the row itself).
-    Layers are named ``lstm`` (``lstm_2``, ... when stacked), ``dropout``, ``dense``,
-    ``activation``; TensorBoard tags use these names.
+    Input ``(batch, steps, width)`` (int32 ``(batch, steps, 1)`` for tokens; any number
+    of steps). Output ``(batch, head.width)`` or, with ``targets="all"``, ``(batch, steps,
+    head.width)``. Without ``head``: the card's, the row itself (width 3). Layers are named
+    ``embedding`` and ``embedded`` (tokens), ``lstm`` (``lstm_2``, ... when stacked),
+    ``dropout``, ``dense``, ``activation``; TensorBoard tags use these names.
     """
-    inputs = keras.Input(shape=(None, config.features), name="window")
-    x = inputs
+    window = keras.Input(shape=(None, inputs.width), dtype=inputs.dtype, name="window")
+    x = window
+    if inputs.kind == "tokens":
+        x = keras.layers.Embedding(inputs.vocabulary, inputs.embedding, name="embedding")(x)
+        x = keras.layers.Reshape((-1, inputs.embedding), name="embedded")(x)
     for index in range(config.layers):
         suffix = "" if index == 0 else f"_{index + 1}"
         x = CELLS[config.cell](
@@ -92,23 +114,17 @@ def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
             name=f"{config.cell}{suffix}",
         )(x)
     x = keras.layers.Dropout(config.dropout_rate, name="dropout")(x)
-    width = config.features if config.head == "regression" else head_width(config)  # the card: the row itself
-    x = keras.layers.Dense(width, name="dense")(x)
+    x = keras.layers.Dense(inputs.width if head is None else head.width, name="dense")(x)
     outputs = keras.layers.Activation("linear", name="activation")(x)
-    return keras.Model(inputs, outputs, name=f"{config.cell}_{config.units}")
+    return keras.Model(window, outputs, name=f"{config.cell}_{config.units}")
 
 
-def compile_model(model: keras.Model, config: ModelConfig = ModelConfig()) -> keras.Model:
-    """Compile with the card's optimiser, RMSprop, and the head's loss (``models.heads``):
-    mean squared error for the card's regression head.
-
-    Metrics: ``pitch_accuracy`` (every predicted row) and ``last_mse`` (the row after the
-    window only; see ``last_mse``); for the other heads also ``last_loss``.
-    """
-    metrics = [pitch_accuracy, last_mse] + ([] if config.head == "regression" else [last_loss])
+def compile_model(model: keras.Model, config: ModelConfig, head: Head, metrics: list) -> keras.Model:
+    """Compile with the card's optimiser, RMSprop, the head's loss (``HeadLoss``: the card's
+    mean squared error for its regression head) and ``metrics`` (the representation's)."""
     model.compile(
         optimizer=keras.optimizers.RMSprop(learning_rate=config.learning_rate),
-        loss=head_loss(config),
+        loss=HeadLoss(head),
         metrics=metrics,
     )
     return model

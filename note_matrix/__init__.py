@@ -1,12 +1,7 @@
-"""NoteMatrix: learn music from MIDI note matrices with an LSTM, and write new MIDI."""
+"""NoteMatrix: learn music from MIDI with an LSTM, and write new MIDI."""
 
 from note_matrix.errors import DatasetError, MidiError, NoteMatrixError, RunError, SeedError
-from note_matrix.representation import (
-    TIME_SCALE_SECONDS,
-    NoteMatrix,
-    matrix_to_midi,
-    midi_to_matrix,
-)
+from note_matrix.representations import TIME_SCALE_SECONDS, NoteMatrix, matrix_to_midi, midi_to_matrix
 
 __version__ = "0.1.0"
 

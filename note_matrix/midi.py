@@ -1,9 +1,9 @@
 """Reading and writing Standard MIDI Files with mido, as flat arrays of note events.
 
-A file is read into :class:`MidiNotes`: every note-on and note-off of every non-drum
+A file is read into :class:`NoteEvents`: every note-on and note-off of every non-drum
 channel, all tracks merged in time order, with absolute onsets in seconds computed from
 the file's tempo map (or its SMPTE time division). Nothing here scales or encodes:
-that is the job of a representation (``note_matrix.representation``).
+that is the job of a representation (``note_matrix.representations``).
 
 Reading either returns the notes or raises ``MidiError`` naming the file and the reason,
 whatever the bytes are. The file's chunk structure is checked here (header, declared
@@ -27,6 +27,7 @@ import numpy as np
 from mido.midifiles.meta import KeySignatureError
 from mido.midifiles.midifiles import read_track
 
+from note_matrix import atomic
 from note_matrix.errors import MidiError, NoteMatrixError
 
 DRUM_CHANNEL = 9  # channel 10 in General MIDI's 1-based numbering
@@ -85,7 +86,7 @@ class ReadLimits:
 
 
 @dataclass(frozen=True)
-class MidiNotes:
+class NoteEvents:
     """Note events of one file, merged over tracks in time order.
 
     ``time_seconds``: (events,) float64, absolute onset of each event, non-decreasing.
@@ -232,7 +233,7 @@ def _seconds_per_tick_smpte(division: int) -> float:
     return 1.0 / (frames_per_second * ticks_per_frame)
 
 
-def read_midi(path: str | os.PathLike, limits: ReadLimits | None = None) -> MidiNotes:
+def read_midi(path: str | os.PathLike, limits: ReadLimits | None = None) -> NoteEvents:
     """Read the note events of a type 0 or type 1 MIDI file.
 
     Raises ``MidiError`` (naming the file and the reason) for anything that is not a
@@ -274,7 +275,7 @@ def read_midi(path: str | os.PathLike, limits: ReadLimits | None = None) -> Midi
         order = np.lexsort(([e[2] for e in events], [e[1] for e in events], ticks))
     else:
         order = np.zeros(0, dtype=np.int64)
-    return MidiNotes(
+    return NoteEvents(
         time_seconds=seconds[order],
         pitch=np.array([e[3] for e in events], dtype=np.int16)[order],
         velocity=np.array([e[4] for e in events], dtype=np.int16)[order],
@@ -330,7 +331,4 @@ def write_midi(
     track.append(mido.MetaMessage("end_of_track", time=0))
     midi = mido.MidiFile(type=0, ticks_per_beat=ticks_per_beat)
     midi.tracks.append(track)
-    path = Path(path)
-    temporary = path.with_name(path.name + ".part")
-    midi.save(temporary)
-    os.replace(temporary, path)
+    atomic.write_atomically(path, midi.save, sync=False)

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pretty_midi  # noqa: E402
 
-from note_matrix.music_stats import Notes  # noqa: E402
+from note_matrix.evaluation.music_stats import Notes  # noqa: E402
 
 SAMPLE_RATE = 22_050
 SOUNDFONT_PLACES = (

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from note_matrix.baselines import Baselines, Prediction, score, target_rows
+from note_matrix.evaluation.baselines import Baselines, Prediction, score, target_rows
 
 
 def rows(pitches, velocities, times):

@@ -10,7 +10,8 @@ import pytest
 
 from note_matrix import DatasetError, NoteMatrix
 from note_matrix import datasets as ds
-from note_matrix.windows import WindowBatches, WindowIndex
+from note_matrix.datasets import encode_file
+from note_matrix.training.windows import WindowBatches, WindowIndex
 from tests.midi_factory import random_song, write_song
 
 
@@ -180,7 +181,7 @@ def test_a_warm_run_trusts_unchanged_files_by_stat_and_reads_changed_ones(tmp_pa
         raise AssertionError("an unchanged file was read")
 
     with monkeypatch.context() as patch:
-        patch.setattr(ds, "file_sha256", forbidden)
+        patch.setattr(encode_file, "file_sha256", forbidden)
         patch.setattr(NoteMatrix, "encode", forbidden)
         warm = ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", progress=False)
     assert (warm.parsed_files, warm.hashed_files) == (0, 0)

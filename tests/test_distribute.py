@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import train
-from note_matrix.distribute import parse_tf_config
+from note_matrix.training.distribute import parse_tf_config
 from note_matrix.errors import DistributionError
 
 REPOSITORY = Path(train.__file__).resolve().parent
@@ -41,8 +41,8 @@ RUN = textwrap.dedent("""
     import json, os, sys
     import numpy as np
     import train
-    from note_matrix import pipeline
-    from note_matrix.windows import WindowBatches, WindowIndex
+    from note_matrix.training import tf_data as pipeline
+    from note_matrix.training.windows import WindowBatches, WindowIndex
 
     def run(songs, base, name, *flags):
         code = train.main(["--dataset", songs, "--data-dir", base + "/data", "--logdir", base + "/logs",
@@ -102,7 +102,7 @@ def test_mirrored_on_two_cpu_devices_agrees_with_one_device(song_folder, tmp_pat
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     """) + RUN + textwrap.dedent("""
-        from note_matrix.distribute import Distribution
+        from note_matrix.training.distribute import Distribution
         songs, base = sys.argv[1:]
         strategy = Distribution.create("mirrored").strategy
         out = {"replicas": strategy.num_replicas_in_sync, "split": local_batches(strategy, probe, 2),
@@ -129,8 +129,8 @@ def test_mirrored_on_two_cpu_devices_agrees_with_one_device(song_folder, tmp_pat
 @TF_ONLY
 @pytest.mark.parametrize("targets", ["all", "last"])
 def test_the_pipeline_yields_the_batches_of_window_batches(targets):
-    from note_matrix import pipeline
-    from note_matrix.windows import WindowBatches, WindowIndex
+    from note_matrix.training import tf_data as pipeline
+    from note_matrix.training.windows import WindowBatches, WindowIndex
 
     rng = np.random.default_rng(5)
     index = WindowIndex([rng.random((n, 3), dtype=np.float32) for n in (90, 64, 131)], 10)
@@ -172,7 +172,7 @@ def _free_ports(count: int) -> list[int]:
 @TF_ONLY
 def test_two_workers_shard_the_data_and_agree_with_one_device(song_folder, tmp_path, one_device):
     script = RUN + textwrap.dedent("""
-        from note_matrix.distribute import Distribution
+        from note_matrix.training.distribute import Distribution
         songs, base = sys.argv[1:]
         distribution = Distribution.create("multiworker")
         out = {"chief": distribution.is_chief, "replicas": distribution.replicas,

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from note_matrix import DatasetError
-from note_matrix import download as dl
-from note_matrix.download import download_dataset, safe_extract
+from note_matrix.datasets import archives
+from note_matrix.datasets import download as dl
+from note_matrix.datasets.archives import safe_extract
+from note_matrix.datasets.download import download_dataset
 
 
 class _Server:
@@ -306,7 +308,7 @@ def test_unsafe_archive_members_are_refused_before_anything_is_written(tmp_path,
     def no_writing(*args):
         raise AssertionError("started writing members of an unsafe archive")
 
-    monkeypatch.setattr(dl, "_write_members", no_writing)
+    monkeypatch.setattr(archives, "_write_members", no_writing)
     data, member, reason = BAD_ARCHIVES[case]
     archive_path = tmp_path / "archives" / f"{case}.bin"
     archive_path.parent.mkdir()

@@ -14,10 +14,10 @@ import pytest
 
 import evaluate
 from note_matrix import NoteMatrix
-from note_matrix.baselines import Baselines, Prediction, score
 from note_matrix.evaluation import best_per_column, not_beaten, verdict
+from note_matrix.evaluation.baselines import Baselines, Prediction, score
+from note_matrix.evaluation.music_stats import CopiedRuns, jensen_shannon
 from note_matrix.generation import load_model
-from note_matrix.music_stats import CopiedRuns, jensen_shannon
 from tests.midi_factory import smf, tempo_event, track_chunk, write_song
 
 ROOT = Path(__file__).resolve().parents[1]

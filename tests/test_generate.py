@@ -23,7 +23,7 @@ from note_matrix.generation import (
     valid_row,
     write_playable,
 )
-from note_matrix.primer import read_primer
+from note_matrix.generation.primer import read_primer
 from tests.midi_factory import random_song
 
 

@@ -24,7 +24,7 @@ from models.heads import (
     point_rows,
     row_nll,
 )
-from note_matrix.baselines import Prediction, score
+from note_matrix.evaluation.baselines import Prediction, score
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from note_matrix.midi import MidiNotes
-from note_matrix.music_stats import (
+from note_matrix.midi import NoteEvents
+from note_matrix.evaluation.music_stats import (
     Notes,
     compare,
     describe,
@@ -91,7 +91,7 @@ def test_longest_copied_run():
 
 
 def test_notes_from_events_pairs_first_on_first_off():
-    events = MidiNotes(
+    events = NoteEvents(
         time_seconds=np.array([0.0, 0.5, 1.0, 1.5, 2.0]),
         pitch=np.array([60, 60, 60, 60, 64], np.int16),
         velocity=np.array([100, 90, 0, 0, 80], np.int16),

@@ -9,9 +9,9 @@ import numpy as np
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from note_matrix.music_stats import Notes
+from note_matrix.evaluation.music_stats import Notes
 from note_matrix.render import loss_curve_png, piano_roll_png, synthesize, wav_bytes
-from note_matrix.tensorboard import SummaryWriter
+from note_matrix.training.tensorboard import SummaryWriter
 
 SCALE = Notes.build([(i * 0.25, i * 0.25 + 0.2, p) for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])])
 

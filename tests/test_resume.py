@@ -20,7 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import train
 from models import ModelConfig, build_model
 from note_matrix import runs
-from note_matrix.tensorboard import SummaryWriter, discard_events_after
+from note_matrix.training.tensorboard import SummaryWriter, discard_events_after
 from tests.midi_factory import random_song
 
 REPOSITORY = Path(train.__file__).resolve().parent

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from models import ModelConfig, build_model, compile_model
 from note_matrix import NoteMatrix
-from note_matrix.samples import AUDIO_TAG, PIANO_ROLL_TAG, SampleLogger, png_size, write_loss_curve
+from note_matrix.training.sample_logger import AUDIO_TAG, PIANO_ROLL_TAG, SampleLogger, png_size, write_loss_curve
 
 WINDOW = 10
 

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import train
 from models import ModelConfig, build_model, compile_model, last_mse, pitch_accuracy
 from note_matrix.training import TrainConfig
-from note_matrix.windows import WindowBatches, WindowIndex
+from note_matrix.training.windows import WindowBatches, WindowIndex
 
 
 def _numbered_songs(*lengths: int) -> list[np.ndarray]:

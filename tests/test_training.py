@@ -12,8 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import train
 from models import ModelConfig, build_model
 from note_matrix import NoteMatrix
-from note_matrix.tensorboard import layer_graph
-from note_matrix.windows import WindowIndex
+from note_matrix.training.tensorboard import layer_graph
+from note_matrix.training.windows import WindowIndex
 
 WEIGHT_TAGS = {"lstm/kernel", "lstm/recurrent_kernel", "lstm/bias", "dense/kernel", "dense/bias"}
 OUTPUT_TAGS = {"lstm/output", "dropout/output", "dense/output", "activation/output"}

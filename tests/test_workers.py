@@ -16,6 +16,7 @@ import pytest
 
 from note_matrix import DatasetError, NoteMatrix
 from note_matrix import datasets as ds
+from note_matrix.datasets import encode_file, workers as ds_workers
 from tests.midi_factory import random_song
 from tests.test_datasets import _mixed_folder
 
@@ -105,7 +106,7 @@ def test_a_file_changed_since_the_last_run_is_encoded_again_by_the_workers(tmp_p
 def test_a_worker_that_dies_costs_only_the_file_it_was_on(tmp_path, monkeypatch):
     folder = _mixed_folder(tmp_path)
     reference = _encode(folder, tmp_path / "reference", workers=1)
-    monkeypatch.setenv(ds.WORKER_FAULT_ENV, "exit:good1.mid")  # that worker calls os._exit(70) there
+    monkeypatch.setenv(ds_workers.WORKER_FAULT_ENV, "exit:good1.mid")  # that worker calls os._exit(70) there
     crashed = _encode(folder, tmp_path / "data", workers=2)
     assert "worker crashed" in crashed.skipped["good1.mid"]
     assert "exit status 70" in crashed.skipped["good1.mid"]
@@ -113,15 +114,15 @@ def test_a_worker_that_dies_costs_only_the_file_it_was_on(tmp_path, monkeypatch)
     for key, reason in reference.skipped.items():
         assert crashed.skipped[key] == reason
     # A crash is not remembered: the next run encodes the file.
-    monkeypatch.delenv(ds.WORKER_FAULT_ENV)
+    monkeypatch.delenv(ds_workers.WORKER_FAULT_ENV)
     _assert_same(reference, _encode(folder, tmp_path / "data", workers=2))
 
 
 def test_a_worker_that_hangs_is_stopped_and_the_rest_go_on(tmp_path, monkeypatch):
     folder = _mixed_folder(tmp_path)
     monkeypatch.setenv("NOTE_MATRIX_MAX_PARSE_SECONDS", "0.5")
-    monkeypatch.setattr(ds, "WORKER_GRACE_SECONDS", 0.5)  # the parent's watchdog: 2 x 0.5 s + 0.5 s
-    monkeypatch.setenv(ds.WORKER_FAULT_ENV, "hang:good0.mid")  # that worker sleeps an hour there
+    monkeypatch.setattr(ds_workers, "WORKER_GRACE_SECONDS", 0.5)  # the parent's watchdog: 2 x 0.5 s + 0.5 s
+    monkeypatch.setenv(ds_workers.WORKER_FAULT_ENV, "hang:good0.mid")  # that worker sleeps an hour there
     hung = _encode(folder, tmp_path / "data", workers=2)
     assert hung.skipped["good0.mid"].startswith("no result after 1.5 s, the worker process was stopped")
     assert sorted(hung.arrays) == ["good1.mid", "good2.mid"]
@@ -140,17 +141,17 @@ def test_the_parent_reads_no_midi_and_gets_only_small_replies(tmp_path, monkeypa
     def forbidden(*args, **kwargs):
         raise AssertionError("the parent read a MIDI file")
 
-    monkeypatch.setattr(ds, "file_sha256", forbidden)
+    monkeypatch.setattr(encode_file, "file_sha256", forbidden)
     monkeypatch.setattr(NoteMatrix, "encode", forbidden)
     reply_bytes, replies = [], []
-    read_reply = ds._read_reply
+    read_reply = ds_workers._read_reply
 
     def measured(line):
         reply_bytes.append(len(line))
         replies.append(read_reply(line))
         return replies[-1]
 
-    monkeypatch.setattr(ds, "_read_reply", measured)
+    monkeypatch.setattr(ds_workers, "_read_reply", measured)
     encoded = _encode(folder, tmp_path / "data", workers=2)
     _assert_same(reference, encoded)
     # one reply per file, and a "ready" from each worker that started (the second may not
@@ -166,10 +167,10 @@ def test_the_parent_reads_no_midi_and_gets_only_small_replies(tmp_path, monkeypa
 
 
 def test_workers_zero_or_none_means_one_per_core():
-    assert ds._worker_count(0) == ds._worker_count(None) == (os.cpu_count() or 1)
-    assert ds._worker_count(3) == 3
+    assert ds_workers._worker_count(0) == ds_workers._worker_count(None) == (os.cpu_count() or 1)
+    assert ds_workers._worker_count(3) == 3
     with pytest.raises(ValueError, match="workers"):
-        ds._worker_count(-1)
+        ds_workers._worker_count(-1)
 
 
 def test_workers_encode_the_pop_mirror_as_one_process_does(mirror, monkeypatch, tmp_path):
@@ -184,6 +185,6 @@ def test_workers_encode_the_pop_mirror_as_one_process_does(mirror, monkeypatch, 
 
 def test_workers_that_cannot_start_are_a_clear_error(tmp_path, monkeypatch):
     folder = _mixed_folder(tmp_path)
-    monkeypatch.setattr(ds, "_WORKER_BOOT", "import sys; sys.exit('no such worker')")
+    monkeypatch.setattr(ds_workers, "_WORKER_BOOT", "import sys; sys.exit('no such worker')")
     with pytest.raises(DatasetError, match=r"3 worker processes .* failed to start \(the last: exit status 1: no such"):
         _encode(folder, tmp_path / "data", workers=2)

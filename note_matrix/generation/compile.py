@@ -1,9 +1,9 @@
 """The one backend-specific piece of generation: compiling a function of tensors.
 
-Everything else (``note_matrix/engine.py``, ``note_matrix/generation.py``, ``models/``)
-is written with ``keras.ops`` only and runs under any Keras backend. A compiled function
-is traced once per set of argument shapes and dtypes (a Python body that runs again is a
-new trace), so loops written with ``keras.ops.fori_loop`` inside it run as one graph:
+Everything else (the rest of ``note_matrix.generation``, ``models/``) is written with
+``keras.ops`` only and runs under any Keras backend. A compiled function is traced once
+per set of argument shapes and dtypes (a Python body that runs again is a new trace), so
+loops written with ``keras.ops.fori_loop`` inside it run as one graph:
 
 - TensorFlow: ``tf.function(jit_compile=True)``. XLA matters on a CPU: the generation
   loop of the card's 512-unit LSTM runs about 3x faster than the same ``tf.while_loop``

@@ -3,7 +3,7 @@
 ``--distribute mirrored`` trains on every local GPU (every logical CPU device when there
 is none) with ``tf.distribute.MirroredStrategy``; ``--distribute multiworker`` on the
 hosts named in ``TF_CONFIG`` with ``MultiWorkerMirroredStrategy``. The data then comes
-from ``note_matrix.pipeline`` (``tf.data``: the same batches in the same order as on one
+from ``note_matrix.training.tf_data`` (``tf.data``: the same batches in the same order as on one
 device, sharded per worker). The batch size is the global batch, split among the
 replicas, so a setting trains the same updates whatever the devices.
 """
@@ -16,10 +16,10 @@ import os
 
 import keras
 
+from note_matrix.config import DISTRIBUTE
 from note_matrix.errors import DistributionError
-from note_matrix.windows import WindowBatches
+from note_matrix.training.windows import WindowBatches
 
-DISTRIBUTE = ("none", "mirrored", "multiworker")
 STRATEGY_NAMES = {"mirrored": "MirroredStrategy", "multiworker": "MultiWorkerMirroredStrategy"}
 
 

@@ -1,39 +1,25 @@
 """Carried-state generation: one recurrent step per new row, the loop compiled once.
 
-The card's method recomputes the whole 50-row window for every new row. Here the
-recurrent state is carried forward instead: the primer rows are run through the same
-step function to build the state, then each step predicts a row from the top layer's
-output, turns it into the row that is written (``row_function``, e.g. the validity rule
-of ``generation.valid_rows``), and feeds exactly that row back for one more step. The
-first generated row therefore equals the window method's first prediction, and while the
-piece is no longer than the window both methods see the same rows and agree (to float
-tolerance); after that the carried state keeps the whole piece as context, where the
-window method forgets all but the last ``window_length`` rows.
-
-Backend-neutral: ``keras.ops`` only; ``note_matrix.backend.compile_function`` compiles
-the two loops (``tf.function(jit_compile=True)`` under TensorFlow, ``jax.jit`` under
-JAX). The weights are read from the model's own variables at every call (passed to the
-compiled functions as arguments, never captured or copied), so the model stays the single
-source of truth.
+The primer rows run through the same step function to build the recurrent state; then
+each step predicts a row from the top layer's output, turns it into the row that is
+written (``row_function``: ``sampling.row_function``, a point row or a sample, made
+valid), and feeds exactly that row back for one more step. While the piece fits in the
+window this agrees with the window method (to float tolerance); after that the carried
+state keeps the whole piece as context. ``compile.compile_function`` compiles the two
+loops; the weights are read from the model's own variables at every call (arguments,
+never captured or copied), so the model stays the single source of truth.
 
 Supported models: a chain ``Input -> LSTM | GRU | SimpleRNN (stacked, any mix) ->
 Dropout | Dense | Activation | TimeDistributed(one of these) ...``, with the last
-recurrent layer returning the last output or the whole sequence (a model trained to
-predict every step). Dropout is the identity at inference. Anything else is refused with
-a ``RunError`` naming the layer, so the caller can fall back to the window method.
+recurrent layer returning the last output or the whole sequence. Dropout is the identity
+at inference. Anything else is refused with a ``RunError`` naming the layer, so the
+caller can fall back to the window method. The output may be wider than a row (the
+head's width, ``models.heads``).
 
-The head's output may be wider than a row (``models.heads``: 3 for the card's
-regression, 130 for the categorical head, 128 + 5K for the mixture density head):
-``row_function`` turns the prediction ``(N, width)`` into the row ``(N, features)``.
-
-Sampling hook: ``generate(..., noise=)`` takes a per-step random input of shape
-``(N, length, noise_width)`` that reaches the compiled loop (``noise_width``: what the
-head's sampler needs per row, ``models.heads.noise_width``; by default ``features``);
-``row_function(prediction, noise_t)`` sees row t's slice ``(N, noise_width)`` next to the
-prediction and returns the row to write and feed back. The deterministic row function
-ignores it and ``generate`` passes zeros; a sampling row function
-(``note_matrix.generation.row_function``) uses it, with the random numbers drawn outside
-the compiled loop from a seeded NumPy generator, so a seed repeats a piece exactly.
+Sampling hook: ``generate(..., noise=)`` takes random numbers ``(N, length,
+noise_width)``, drawn outside the compiled loop from a seeded NumPy generator;
+``row_function(prediction, noise_t)`` sees row t's slice ``(N, noise_width)`` (zeros
+when no noise is given).
 """
 
 from __future__ import annotations
@@ -48,8 +34,8 @@ import numpy as np
 from keras import ops
 from tqdm import tqdm
 
-from note_matrix.backend import compile_function
 from note_matrix.errors import RunError
+from note_matrix.generation.compile import compile_function
 
 CHUNK_STEPS = 1024  # rows per compiled call: the progress bar moves and the noise is sliced per chunk
 
@@ -93,7 +79,11 @@ def _plan(model: keras.Model) -> tuple[tuple[_Step, ...], tuple[_Step, ...], int
         previous = layer.output
         inner = layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer
         kind = _RECURRENT.get(type(inner))
-        if kind is not None:
+        if isinstance(layer, keras.layers.Embedding) and not recurrent:
+            recurrent.append(_Step("embedding", layer.name, (layer.embeddings,)))  # token ids in: a lookup
+        elif isinstance(layer, keras.layers.Reshape) and recurrent and recurrent[-1].kind == "embedding":
+            continue  # (N, 1, E) -> (N, E) per step: the lookup already gives (N, E)
+        elif kind is not None:
             if head:
                 raise refuse(layer, "a recurrent layer after the head")
             if inner.go_backwards or inner.return_state:
@@ -121,7 +111,7 @@ def _plan(model: keras.Model) -> tuple[tuple[_Step, ...], tuple[_Step, ...], int
             raise refuse(layer, "only Dropout, Dense and Activation may follow the recurrent layers")
     if previous is not model.outputs[0]:
         raise RunError(f"{model.name}: carried-state generation needs the last layer to be the output")
-    if not recurrent:
+    if not any(step.kind in _RECURRENT.values() for step in recurrent):
         raise RunError(f"{model.name}: no recurrent layer (LSTM, GRU or SimpleRNN) to carry state in")
     features = int(model.inputs[0].shape[-1])
     return tuple(recurrent), tuple(head), features, int(model.outputs[0].shape[-1])
@@ -130,6 +120,8 @@ def _plan(model: keras.Model) -> tuple[tuple[_Step, ...], tuple[_Step, ...], int
 # -- the per-row computation (keras.ops; runs inside the compiled loops) -------------------------
 
 def _zero_state(step: _Step, batch: int) -> tuple:
+    if step.kind == "embedding":
+        return ()
     zeros = ops.zeros((batch, step.units), dtype="float32")
     return (zeros, zeros) if step.kind == "lstm" else (zeros,)
 
@@ -182,6 +174,10 @@ def _stack_step(recurrent: tuple[_Step, ...], weights: tuple, states: tuple, row
     """Every recurrent layer one step on ``row`` ``(N, F)``; returns the new states."""
     new_states, x = [], row
     for step, layer_weights, state in zip(recurrent, weights, states):
+        if step.kind == "embedding":  # token ids (N, 1) -> their vectors (N, E)
+            new_states.append(())
+            x = ops.take(layer_weights[0], ops.cast(x[:, 0], "int32"), axis=0)
+            continue
         state = _recurrent_step(step, layer_weights, state, x)
         new_states.append(state)
         x = state[0]
@@ -216,6 +212,7 @@ class CarriedStateGenerator:
                  chunk_steps: int = CHUNK_STEPS):
         self.model_name = model.name
         self._recurrent, self._head, self.features, self.output_width = _plan(model)
+        self.dtype = "int32" if "int" in str(model.inputs[0].dtype) else "float32"  # token ids or values
         self.noise_width = self.features if noise_width is None else int(noise_width)
         if self.noise_width < 1:
             raise ValueError(f"noise_width must be positive, got {noise_width}")
@@ -244,7 +241,7 @@ class CarriedStateGenerator:
         self.traces["run"] += 1
         recurrent_weights, head_weights = weights
         batch, steps = noise.shape[0], noise.shape[1]
-        rows = ops.zeros((steps, batch, self.features), dtype="float32")  # time-major buffer
+        rows = ops.zeros((steps, batch, self.features), dtype=self.dtype)  # time-major buffer
 
         def body(t, carry):
             states, rows = carry
@@ -280,7 +277,7 @@ class CarriedStateGenerator:
         The loop runs in chunks of at most ``chunk_steps`` rows, all of the same size
         (the last one padded and cut), so one compiled function serves the whole piece.
         """
-        primers = np.asarray(primers, dtype=np.float32)
+        primers = np.asarray(primers, dtype=self.dtype)
         if primers.ndim != 3 or primers.shape[1] < 1 or primers.shape[2] != self.features:
             raise ValueError(f"primers must have shape (N, k >= 1, {self.features}), got {primers.shape}")
         batch = primers.shape[0]
@@ -294,7 +291,7 @@ class CarriedStateGenerator:
         steps = math.ceil(length / chunks)
         weights = self._weights()
         states = self._prime(weights, primers)
-        out = np.empty((batch, chunks * steps, self.features), dtype=np.float32)
+        out = np.empty((batch, chunks * steps, self.features), dtype=self.dtype)
         with tqdm(total=length, desc="generating", unit="row", disable=not progress) as bar:
             for start in range(0, chunks * steps, steps):
                 chunk_noise = np.zeros((batch, steps, self.noise_width), dtype=np.float32)

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from note_matrix import runs
-from note_matrix.tensorboard import TensorBoardLogger
+from note_matrix.training.tensorboard import TensorBoardLogger
 
 
 def load_checkpoint(run_dir: Path, checkpoint: dict) -> keras.Model:

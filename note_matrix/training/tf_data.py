@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from note_matrix.windows import WindowBatches
+from note_matrix.training.windows import WindowBatches
 
 
 def training_dataset(batches: WindowBatches, first_epoch: int, epochs: int) -> tf.data.Dataset:

@@ -28,7 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from note_matrix.likelihood import PROBABILITY_FLOOR, gaussian_bin_probability, midi_pitch
+from models.fields import PROBABILITY_FLOOR, bin_mass
+
+VELOCITY_BINS = ("levels", 127)  # as the note matrix's Gaussian field scores them (models.fields)
+TIME_BINS = ("uniform", 1000)
+
+
+def midi_pitch(note: np.ndarray) -> np.ndarray:
+    """The note column (pitch / 127) as MIDI notes 0..127 (int64)."""
+    return np.clip(np.rint(np.asarray(note, np.float64) * 127.0), 0, 127).astype(np.int64)
 
 MIDI_NOTES = 128
 COLUMNS = ("note", "velocity", "time")
@@ -38,7 +46,7 @@ COLUMNS = ("note", "velocity", "time")
 class Prediction:
     """Predicted rows ``(rows, 3)``; optionally pitch probabilities ``(rows, 128)`` and
     standard deviations of Gaussians around the predicted velocity and time (scalars or
-    ``(rows,)``), which give each a probability over its bins (``note_matrix.likelihood.column_bin``)."""
+    ``(rows,)``), which give each a probability over its bins (``models.fields.bin_edges``)."""
 
     rows: np.ndarray
     pitch_probabilities: np.ndarray | None = None
@@ -65,11 +73,22 @@ def score(prediction: Prediction, target: np.ndarray) -> dict[str, float | None]
     if prediction.pitch_probabilities is not None and prediction.velocity_std is not None:
         probabilities = [
             prediction.pitch_probabilities[np.arange(len(target)), midi_pitch(target[:, 0])],
-            gaussian_bin_probability("velocity", target[:, 1], prediction.rows[:, 1], prediction.velocity_std),
-            gaussian_bin_probability("time", target[:, 2], prediction.rows[:, 2], prediction.time_std),
+            bin_mass(VELOCITY_BINS, target[:, 1], prediction.rows[:, 1], prediction.velocity_std),
+            bin_mass(TIME_BINS, target[:, 2], prediction.rows[:, 2], prediction.time_std),
         ]
         result["nll"] = float(sum(-np.log(np.maximum(p, PROBABILITY_FLOOR)) for p in probabilities).mean())
     return result
+
+
+def markov_chain(sequences: list[np.ndarray], classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(transitions (classes, classes), marginal (classes,))`` of int sequences: the marginal
+    Laplace-smoothed (add one), ``P(next | previous) = (count + P(next)) / (count(previous) + 1)``."""
+    counts = np.zeros((classes, classes))
+    for sequence in sequences:
+        np.add.at(counts, (sequence[:-1], sequence[1:]), 1)
+    marginal = np.bincount(np.concatenate(sequences), minlength=classes) + 1.0
+    marginal /= marginal.sum()
+    return (counts + marginal) / (counts.sum(axis=1, keepdims=True) + 1.0), marginal
 
 
 @dataclass(frozen=True)
@@ -84,13 +103,7 @@ class Baselines:
     @classmethod
     def fit(cls, training: list[np.ndarray]) -> Baselines:
         rows = np.concatenate(training)
-        counts = np.zeros((MIDI_NOTES, MIDI_NOTES))
-        for array in training:
-            pitch = midi_pitch(array[:, 0])
-            np.add.at(counts, (pitch[:-1], pitch[1:]), 1)
-        marginal = np.bincount(midi_pitch(rows[:, 0]), minlength=MIDI_NOTES) + 1.0
-        marginal /= marginal.sum()
-        transitions = (counts + marginal) / (counts.sum(axis=1, keepdims=True) + 1.0)
+        transitions, marginal = markov_chain([midi_pitch(array[:, 0]) for array in training], MIDI_NOTES)
         return cls(rows.mean(axis=0), rows.std(axis=0), transitions, marginal)
 
     def repeat(self, previous: np.ndarray) -> Prediction:
@@ -115,4 +128,35 @@ class Baselines:
             "repeat previous row": score(self.repeat(previous), target),
             "training mean": score(self.mean(len(target)), target),
             "Markov chain (pitch)": score(self.markov(previous), target),
+        }
+
+
+@dataclass(frozen=True)
+class TokenBaselines:
+    """Baselines for one column of integer tokens: repeat the previous token, the training
+    marginal (unigram), and a first-order Markov chain, each scored on accuracy and NLL."""
+
+    transitions: np.ndarray  # (classes, classes)
+    marginal: np.ndarray  # (classes,)
+
+    @classmethod
+    def fit(cls, training: list[np.ndarray], head) -> TokenBaselines:
+        classes = head.width
+        return cls(*markov_chain([np.asarray(array[:, 0], np.int64) for array in training], classes))
+
+    @staticmethod
+    def score(probabilities: np.ndarray | None, predicted: np.ndarray, target: np.ndarray) -> dict:
+        nll = None
+        if probabilities is not None:
+            nll = float(np.mean(-np.log(np.maximum(probabilities[np.arange(len(target)), target], PROBABILITY_FLOOR))))
+        return {"accuracy": float(np.mean(predicted == target)), "nll": nll}
+
+    def score_all(self, arrays: list[np.ndarray], window: int) -> dict[str, dict]:
+        previous, target = (np.asarray(part[:, 0], np.int64) for part in target_rows(arrays, window))
+        unigram = np.tile(self.marginal, (len(target), 1))
+        markov = self.transitions[previous]
+        return {
+            "repeat previous step": self.score(None, previous, target),
+            "unigram": self.score(unigram, unigram.argmax(axis=1), target),
+            "Markov chain": self.score(markov, markov.argmax(axis=1), target),
         }

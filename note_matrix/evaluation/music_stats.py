@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from note_matrix.midi import MidiNotes
+from note_matrix.midi import NoteEvents
 
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)  # natural minor
@@ -79,7 +79,7 @@ class Notes:
         return cls(np.array(columns[0], float), np.array(columns[1], float), np.array(columns[2], int))
 
     @classmethod
-    def from_events(cls, events: MidiNotes) -> Notes:
+    def from_events(cls, events: NoteEvents) -> Notes:
         """Pair note-ons with note-offs of the same pitch (first on, first off); a note
         never released ends at the last event."""
         open_notes: dict[int, list[float]] = {}

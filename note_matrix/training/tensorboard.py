@@ -29,6 +29,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from note_matrix import atomic
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto.attr_value_pb2 import AttrValue
 from tensorboard.compat.proto.event_pb2 import Event
@@ -212,12 +213,14 @@ def discard_events_after(log_dir: str | Path, *, train_step: int, validation_ste
             kept = [record for record in records if _keep(Event.FromString(record), batch_limit, epochs_done)]
             whole = sum(len(record) + 16 for record in records) == path.stat().st_size  # 16: length and CRCs
             if len(kept) < len(records) or not whole:
-                temporary = path.with_name(path.name + ".part")
-                with open(temporary, "wb") as handle:
-                    writer = RecordWriter(handle)
-                    for record in kept:
-                        writer.write(record)
-                os.replace(temporary, path)
+                atomic.write_atomically(path, lambda temporary, kept=kept: _write_records(temporary, kept), sync=False)
+
+
+def _write_records(path: Path, records: list[bytes]) -> None:
+    with open(path, "wb") as handle:
+        writer = RecordWriter(handle)
+        for record in records:
+            writer.write(record)
 
 
 def _keep(event: Event, batch_limit: int, epochs_done: int) -> bool:

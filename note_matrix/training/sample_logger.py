@@ -30,13 +30,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from note_matrix import runs
+from note_matrix import atomic
 from note_matrix.errors import NoteMatrixError, RunError
-from note_matrix.midi import DEFAULT_TEMPO_US_PER_BEAT, MidiNotes
-from note_matrix.music_stats import Notes
+from note_matrix.evaluation.music_stats import Notes
+from note_matrix.midi import read_midi
 from note_matrix.render import loss_curve_png, piano_roll_png, synthesize, wav_bytes
-from note_matrix.representation import NoteMatrix
-from note_matrix.tensorboard import SummaryWriter
+from note_matrix.training.tensorboard import SummaryWriter
 
 SAMPLE_LENGTH = 200  # rows: about 100 notes
 SAMPLE_RATE = 16_000  # Hz: a 30 s clip is under 1 MB in the event file
@@ -52,14 +51,6 @@ def png_size(png: bytes) -> tuple[int, int]:
     if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
         raise ValueError("not a PNG image")
     return struct.unpack(">II", png[16:24])
-
-
-def rows_to_notes(rows: np.ndarray, representation: NoteMatrix) -> Notes:
-    """Valid note-matrix rows ``(rows, 3)`` as the notes of the file ``write_playable`` would write."""
-    from note_matrix.generation import playable_events
-
-    time_seconds, pitch, velocity = playable_events(rows, representation)
-    return Notes.from_events(MidiNotes(time_seconds, pitch, velocity))
 
 
 def first_seconds(notes: Notes, seconds: float) -> Notes:
@@ -83,11 +74,12 @@ class SampleLogger(keras.callbacks.Callback):
         self,
         run_dir: str | os.PathLike,
         primer: np.ndarray,
-        representation: NoteMatrix,
+        representation,
+        head,
+        meta: dict,
         *,
         every: int = 1,
         length: int = SAMPLE_LENGTH,
-        tempo_us_per_beat: int = DEFAULT_TEMPO_US_PER_BEAT,
         sample_rate: int = SAMPLE_RATE,
         max_audio_seconds: float = MAX_AUDIO_SECONDS,
         soundfont: str | os.PathLike | None = None,
@@ -95,17 +87,18 @@ class SampleLogger(keras.callbacks.Callback):
         keep_midi: bool = True,
     ):
         super().__init__()
-        primer = np.asarray(primer, dtype=np.float32)
-        if primer.ndim != 2 or primer.shape[0] < 1 or primer.shape[1] != 3:
-            raise ValueError(f"primer must be note-matrix rows (k >= 1, 3), got shape {primer.shape}")
+        primer = np.asarray(primer)
+        if primer.ndim != 2 or primer.shape[0] < 1 or primer.shape[1] != len(representation.columns):
+            raise ValueError(f"primer must be steps (k >= 1, {len(representation.columns)}), got shape {primer.shape}")
         if every < 1 or length < 1 or sample_rate < 1 or max_audio_seconds <= 0:
             raise ValueError("every, length, sample_rate and max_audio_seconds must be positive")
         self.run_dir = Path(run_dir)
         self.primer = primer
         self.representation = representation
+        self.head = head
+        self.meta = dict(meta)
         self.every = int(every)
         self.length = int(length)
-        self.tempo_us_per_beat = int(tempo_us_per_beat)
         self.sample_rate = int(sample_rate)
         self.max_audio_seconds = float(max_audio_seconds)
         self.soundfont = soundfont
@@ -137,16 +130,16 @@ class SampleLogger(keras.callbacks.Callback):
             print(f"\nno sample after epoch {epoch + 1}: {error}")
 
     def generate(self) -> np.ndarray:
-        """``(length, 3)`` valid rows after the primer, with the model's current weights."""
+        """``(length, columns)`` valid steps after the primer, with the model's current weights."""
         from note_matrix import generation
 
         if self._generator is None:
             try:
-                self._generator = generation.carried_state_generator(self.model, self.representation)
+                self._generator = generation.carried_state_generator(self.model, self.representation, self.head)
             except RunError:  # a model the carried loop cannot run: the card's window method
                 self._generator = False
         if self._generator is False:
-            return generation.generate_rows(self.model, self.primer, self.length, self.representation,
+            return generation.generate_rows(self.model, self.primer, self.length, self.representation, self.head,
                                             method="window", progress=False)
         return self._generator.generate(self.primer[None], self.length)[0]
 
@@ -154,7 +147,13 @@ class SampleLogger(keras.callbacks.Callback):
         """Generate, draw, synthesise and write the sample of ``epoch`` (0-based)."""
         started = time.perf_counter()
         rows = self.generate()
-        notes = rows_to_notes(rows, self.representation)
+        folder = self.run_dir / SAMPLES_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"epoch-{epoch + 1:04d}.mid"
+        self.representation.decode(rows, self.meta, path)
+        notes = Notes.from_events(read_midi(path))
+        if not self.keep_midi:
+            path.unlink()
         title = f"epoch {epoch + 1}: {len(notes)} notes from {self.length} rows generated after the validation primer"
         png = piano_roll_png(notes, title)
         width, height = png_size(png)
@@ -167,13 +166,6 @@ class SampleLogger(keras.callbacks.Callback):
         self._writer.audio(AUDIO_TAG, wav_bytes(audio, self.sample_rate), epoch, sample_rate=self.sample_rate,
                            frames=len(audio))
         self._writer.flush()
-        if self.keep_midi:
-            from note_matrix.generation import write_playable
-
-            folder = self.run_dir / SAMPLES_FOLDER
-            folder.mkdir(parents=True, exist_ok=True)
-            write_playable(rows, folder / f"epoch-{epoch + 1:04d}.mid", self.representation,
-                           tempo_us_per_beat=self.tempo_us_per_beat)
         self.seconds[epoch] = time.perf_counter() - started
 
 
@@ -185,14 +177,10 @@ def write_loss_curve(run_dir: str | os.PathLike, history: dict[str, list[float]]
     """
     run_dir = Path(run_dir)
     if history is None:
+        from note_matrix import runs
+
         saved = runs.read_json(run_dir / runs.HISTORY_FILE) or {}
         history = saved.get("epochs", {})
     path = run_dir / LOSS_CURVE_FILE
     png = loss_curve_png(history, title=f"{run_dir.name}: loss per epoch")
-    temporary = path.with_name(path.name + ".part")  # runs.is_partial: removed if a kill leaves it
-    try:
-        temporary.write_bytes(png)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return atomic.write_bytes(path, png, sync=False)

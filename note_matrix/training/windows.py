@@ -41,7 +41,10 @@ class WindowIndex:
         if window_length < 1:
             raise ValueError(f"window_length must be positive, got {window_length}")
         self.window_length = window_length
-        self.data = np.concatenate(arrays).astype(np.float32, copy=False) if arrays else np.zeros((0, 3), np.float32)
+        # Continuous steps as float32, token steps keep their integer dtype.
+        self.data = (np.concatenate(arrays) if arrays else np.zeros((0, 3), np.float32))
+        if self.data.dtype.kind == "f":
+            self.data = self.data.astype(np.float32, copy=False)
         offsets = np.cumsum([0] + [len(a) for a in arrays]).astype(np.int64)
         self.song_starts, self.song_lengths = offsets[:-1], np.diff(offsets)
         self.starts = np.concatenate(
@@ -95,7 +98,7 @@ class WindowBatches(keras.utils.PyDataset):
     ``layout`` and ``targets``: see the module docstring. With ``shuffle``, epoch ``e``
     draws its chunk offsets and visits the windows in a permutation seeded by
     ``(seed, e)``, so a resumed run sees exactly the batches an uninterrupted one would,
-    and so does a ``tf.data`` pipeline built from ``epoch_starts`` (``note_matrix.pipeline``).
+    and so does a ``tf.data`` pipeline built from ``epoch_starts`` (``note_matrix.training.tf_data``).
     ``fit`` should pin the epoch with the ``ShuffleEpochs`` callback: Keras also calls
     ``on_epoch_end`` once before the first epoch, so counting its calls would be off.
     The number of windows, and so of batches, is the same in every epoch.

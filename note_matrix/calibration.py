@@ -1,0 +1,99 @@
+"""The spread of a regressed prediction: written after training, read by sampling and evaluation.
+
+``calibration.json`` in a run folder holds, for every column of a step (the note
+matrix: note, velocity, time), the root mean square of the best model's point prediction
+minus the truth on the step after every validation window (every training window when
+there are none): the maximum-likelihood standard deviation of a Gaussian centred on the
+prediction. Sampling puts Gaussians of this spread around a regressed value, and the
+likelihood of a ``Gaussian`` field uses it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from note_matrix import runs
+from note_matrix.errors import RunError
+
+BATCH_SIZE = 256  # windows per prediction
+
+
+def read_calibration(run_dir: str | os.PathLike, names: tuple[str, ...] = ("note", "velocity", "time")) -> dict | None:
+    """The run's ``calibration.json`` (``{"residual_std": {name: std}, "rows", "split"}``), or None
+    when the run has none; ``RunError`` if it is unreadable or lacks a finite spread for ``names``."""
+    path = Path(run_dir) / runs.CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    data = runs.read_json(path)
+    try:
+        values = [float(data["residual_std"][name]) for name in names]
+    except (TypeError, KeyError, ValueError):
+        raise RunError(f"{path}: not a calibration this version reads (needs residual_std "
+                       f"{', '.join(names)})") from None
+    if not all(math.isfinite(value) and value >= 0 for value in values):
+        raise RunError(f"{path}: residual_std must be finite and not negative")
+    return data
+
+
+def last_predictions(model: keras.Model, index, batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """The model's output after each window of ``index`` (a ``WindowIndex``) and the step that
+    follows it: ``(outputs (windows, width) float32, targets (windows, columns))``; a sequence
+    output is read at its last step."""
+    outputs, targets = [], []
+    for first in range(0, len(index), batch_size):
+        x, y = index.batch(np.arange(first, min(first + batch_size, len(index))))
+        prediction = keras.ops.convert_to_numpy(model.predict_on_batch(x))
+        outputs.append(prediction[:, -1] if prediction.ndim == 3 else prediction)
+        targets.append(y)
+    width = int(model.outputs[0].shape[-1])
+    if not outputs:
+        return np.zeros((0, width), np.float32), np.zeros((0, index.data.shape[-1]), index.data.dtype)
+    return np.concatenate(outputs).astype(np.float32), np.concatenate(targets)
+
+
+def write_calibration(run_dir: Path, model: keras.Model, head, data, *, verbose: int = 1) -> dict:
+    """The residual spread of ``model``'s point steps (``Head.residual_std``) on the validation
+    windows of ``data`` (a ``RunData``), written atomically to ``calibration.json``; returned."""
+    from note_matrix.training.windows import WindowIndex
+
+    split = "validation"
+    index = WindowIndex(data.part("validation"), data.window_length)
+    if len(index) == 0:
+        split = "train"
+        index = WindowIndex(data.part("train"), data.window_length)
+    outputs, targets = last_predictions(model, index)
+    calibration = {
+        "residual_std": head.residual_std(outputs, targets),
+        "rows": len(targets),
+        "split": split,
+        "created": runs.utc_now(),
+    }
+    runs.write_json(Path(run_dir) / runs.CALIBRATION_FILE, calibration)
+    if verbose:
+        spread = ", ".join(f"{name} {value:.4f}" for name, value in calibration["residual_std"].items())
+        print(f"calibration: residual std {spread} on {len(targets)} {split} windows -> {runs.CALIBRATION_FILE}")
+    return calibration
+
+
+def calibrate(run_dir: str | Path, *, verbose: int = 0) -> dict:
+    """Compute and write ``calibration.json`` for the finished (or stopped) run in ``run_dir``.
+
+    Reads the run's dataset again (cached), checks it is the run's own (as ``--resume``
+    does) and scores the best model on the validation windows. ``RunError`` without a
+    model or if the dataset changed; ``DatasetError`` if it cannot be read.
+    """
+    from note_matrix.config import RunConfig
+    from note_matrix.run_data import prepare
+    from note_matrix.training.fit import refuse_changed_data
+
+    run_dir = Path(run_dir)
+    saved = RunConfig.read(run_dir)
+    model = runs.load_model(run_dir)
+    data = prepare(saved.train, saved.build_representation(), progress=verbose > 0)
+    refuse_changed_data(run_dir, saved, data)
+    return write_calibration(run_dir, model, saved.head(), data, verbose=verbose)

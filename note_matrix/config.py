@@ -1,0 +1,217 @@
+"""Typed, validated configuration: a training job's settings and a run's ``config.json``.
+
+Dataclasses with defaults, written as JSON and read back through ``load``: every field
+is checked against its annotation, and an unknown, missing (without a default) or
+mistyped field is refused with one ``RunError`` line naming the file and the field. Run
+folders written before a field existed load with that field's recorded default
+(``_LEGACY``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from models import ModelConfig
+from note_matrix import runs
+from note_matrix.errors import RunError
+
+DISTRIBUTE = ("none", "mirrored", "multiworker")
+DEFAULT_TARGETS = "all"  # see the README, "Training modes": the same network, 40x the targets a second
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training job, with the design card's defaults (seed 003)."""
+
+    dataset: str = "pop"
+    data_dir: str = "data"
+    logdir: str = "logs"
+    run_name: str | None = None
+    representation: str = "note_matrix"  # a name of note_matrix.representations.REGISTRY
+    window_length: int = 50
+    batch_size: int = 64
+    epochs: int = 200
+    patience: int | None = None  # early stopping on validation loss; None: never
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0  # the split, weight initialisation, dropout and shuffling
+    max_files: int | None = None  # the first N files of the dataset (sorted), for quick runs
+    histogram_freq: int = 1
+    sample_every: int = 10  # a generated piece to TensorBoard (image and audio) every N epochs; 0: never
+    workers: int = 1  # processes encoding the dataset (0: one per CPU core); the result does not depend on it
+    distribute: str = "none"  # "none", "mirrored" (local GPUs), "multiworker" (TF_CONFIG's hosts)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(targets=DEFAULT_TARGETS))
+
+    def __post_init__(self):
+        for name in ("window_length", "batch_size", "epochs", "histogram_freq"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be at least 1, got {self.patience}")
+        if self.max_files is not None and self.max_files < 1:
+            raise ValueError(f"max_files must be at least 1, got {self.max_files}")
+        if self.sample_every < 0:
+            raise ValueError(f"sample_every must be 0 (never) or more, got {self.sample_every}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be 0 (one per CPU core) or more, got {self.workers}")
+        if self.distribute not in DISTRIBUTE:
+            raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def with_changes(self, changes: dict) -> TrainConfig:
+        """A copy with ``changes`` applied: field names, ``model.<field>`` for the model's."""
+        model = {name[len("model."):]: value for name, value in changes.items() if name.startswith("model.")}
+        top = {name: value for name, value in changes.items() if not name.startswith("model.")}
+        return replace(self, **top, model=replace(self.model, **model))
+
+    def flat(self) -> dict:
+        """Every setting by name, ``model.<field>`` for the model's: what ``with_changes`` takes."""
+        flat = {}
+        for name, value in self.to_json().items():
+            if name == "model":
+                flat.update({f"model.{field}": setting for field, setting in value.items()})
+            else:
+                flat[name] = value
+        return flat
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the network reads and predicts, as built: ``models.InputSpec`` and ``Head`` JSON,
+    and the metric that picks the best model."""
+
+    inputs: dict
+    head: list
+    monitor: str
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    root: str
+    files: int
+    used: int
+    skipped: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A run's ``config.json``: everything generation and evaluation need, no flag passed twice."""
+
+    train: TrainConfig
+    representation: dict
+    model: ModelSpec
+    dataset: DatasetInfo
+    created: str = ""
+    note_matrix_version: str = ""
+    keras_version: str = ""
+    backend: str = ""
+    device: str = ""
+    distribution: dict = field(default_factory=dict)
+    resumed: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def write(self, run_dir: Path) -> None:
+        runs.write_json(Path(run_dir) / runs.CONFIG_FILE, self.to_json())
+
+    def head(self):
+        from models.fields import Head
+
+        return Head.from_json(self.model.head)
+
+    def inputs(self):
+        from models import InputSpec
+
+        return InputSpec(**self.model.inputs)
+
+    def build_representation(self):
+        from note_matrix import representations
+
+        return representations.from_json(self.representation)
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> RunConfig:
+        """The run's ``config.json``, validated (one ``RunError`` line naming the field if not)."""
+        path = Path(run_dir) / runs.CONFIG_FILE
+        data = runs.read_config(run_dir)
+        return load(cls, _fill_legacy(data, path), str(path))
+
+
+# -- reading JSON into dataclasses ---------------------------------------------------------------
+
+def load(cls, data, where: str, prefix: str = ""):
+    """``cls(**data)`` with every field checked against its annotation; ``RunError`` naming
+    ``where`` and the field (``prefix`` + name) for anything unknown, missing or mistyped."""
+    if not isinstance(data, dict):
+        raise RunError(f"{where}: {prefix.rstrip('.') or 'the file'} must be a JSON object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise RunError(f"{where}: unknown field {prefix}{unknown[0]}")
+    values = {}
+    for name, spec in fields.items():
+        if name not in data:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise RunError(f"{where}: missing field {prefix}{name}")
+            continue
+        values[name] = _value(hints[name], data[name], where, f"{prefix}{name}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        raise RunError(f"{where}: {prefix.rstrip('.') or 'invalid'}: {error}") from None
+
+
+def _value(kind, value, where: str, name: str):
+    if dataclasses.is_dataclass(kind):
+        return load(kind, value, where, f"{name}.")
+    options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option in (int, str, bool) and type(value) is option:
+            return value
+        if typing.get_origin(option) in (dict, list) and isinstance(value, typing.get_origin(option)):
+            return value
+        if option in (dict, list) and isinstance(value, option):
+            return value
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options).replace("NoneType", "null")
+    raise RunError(f"{where}: field {name} must be {expected}, got {value!r:.60}")
+
+
+def _fill_legacy(data, path: Path):
+    """Run folders from before the representation interface: fill what they lack with the
+    values they were trained with (the note matrix, its head by name)."""
+    if not isinstance(data, dict) or not isinstance(data.get("train"), dict):
+        return data
+    data = dict(data)
+    train = data["train"] = dict(data["train"])
+    train.setdefault("representation", "note_matrix")
+    model = train.get("model")
+    if isinstance(model, dict) and "features" in model:
+        model = train["model"] = dict(model)
+        if model.pop("features") != 3:
+            raise RunError(f"{path}: a run of {model} with other than 3 features is not one this version reads")
+        model.setdefault("targets", "last")  # runs before targets existed trained on the last row only
+    if "model" not in data and isinstance(model, dict):
+        from note_matrix import representations
+
+        try:
+            representation = representations.from_json(data.get("representation"))
+            head = representation.head(model.get("head", "regression"), model.get("mixtures", 5))
+        except (ValueError, TypeError) as error:
+            raise RunError(f"{path}: cannot rebuild the run's head ({error})") from None
+        data["model"] = {"inputs": representation.inputs().to_json(), "head": head.to_json(),
+                         "monitor": representation.monitor(model.get("head", "regression"))}
+    return data

@@ -1,0 +1,37 @@
+"""How good is a run? The two questions ``evaluate.py`` answers, one entry each in ``evaluation.json``.
+
+``"test"`` (``scores.evaluate_test``): the run's model scored on its test split beside
+baselines fitted on its training files (``baselines``).
+
+``"generated"`` (``generated.compare_generated``): the music statistics (``music_stats``)
+of a folder of generated MIDI files beside those of the run's training files.
+
+``note_matrix.run_data`` opens a run and encodes its files; ``report`` prints and saves the results.
+"""
+
+from note_matrix.evaluation.generated import compare_generated, outside_training_range, read_notes
+from note_matrix.evaluation.report import (
+    PITCH_CLASSES,
+    STATISTIC_LABELS,
+    format_generated,
+    format_test,
+    save,
+    verdict,
+)
+from note_matrix.evaluation.scores import (
+    PREDICT_BATCH_SIZE,
+    SCORE_NAMES,
+    best_per_column,
+    calibration,
+    evaluate_test,
+    model_label,
+    not_beaten,
+    predict_outputs,
+    require_test_files,
+)
+
+__all__ = [
+    "PITCH_CLASSES", "PREDICT_BATCH_SIZE", "SCORE_NAMES", "STATISTIC_LABELS",
+    "best_per_column", "calibration", "compare_generated", "evaluate_test", "format_generated",
+    "format_test", "model_label", "not_beaten", "outside_training_range", "predict_outputs", "read_notes", "require_test_files", "save", "verdict",
+]

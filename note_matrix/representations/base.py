@@ -1,0 +1,113 @@
+"""The interface every representation implements: files in, steps out, and back.
+
+A representation is one way of seeing music. It says which files it reads, learns from
+the training files whatever must come from them alone (``fit``), turns a file into an
+array of steps plus what decoding needs (``encode``), writes generated steps back
+(``decode``), declares the network's input and output fields, makes a generated step
+valid inside the compiled loop (``valid_steps``, ``keras.ops``), scores predictions of
+its steps beside its baselines, and saves itself as JSON.
+
+Steps are always 2-D, ``(steps, columns)``: float32 for continuous values (the note
+matrix), int32 for tokens (one column, the token index).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from models.builder import InputSpec
+from models.fields import Head
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One file as steps: ``steps`` ``(steps, columns)``; ``meta`` what decoding needs
+    (``tempo_us_per_beat``, ``ticks_per_beat`` for MIDI)."""
+
+    steps: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoreColumn:
+    """A column of the test table: ``key`` in the scores, ``header``, which way is better, format."""
+
+    key: str
+    header: str
+    higher_is_better: bool
+    form: str = "{:.3f}"
+
+
+NLL_COLUMN = ScoreColumn("nll", "NLL/step", False)
+
+
+class Representation(ABC):
+    """A reversible mapping between a source file and ``(steps, columns)`` arrays."""
+
+    name: ClassVar[str]
+    suffixes: ClassVar[tuple[str, ...]] = (".mid", ".midi")  # the file kinds it reads
+    columns: ClassVar[tuple[str, ...]]  # a step's values, by name (the head's target columns)
+    heads: ClassVar[tuple[str, ...]]  # the output heads it offers; the first is the default
+    needs_fit: ClassVar[bool] = False  # True: ``fit`` learns something from the training files
+
+    def fit(self, paths: list[Path]) -> None:
+        """Learn from the training files what must come from them alone (a vocabulary, a
+        scaling); nothing by default. Never changes which files ``encode`` accepts."""
+
+    @abstractmethod
+    def encode(self, path: str | os.PathLike) -> Encoded:
+        """Read ``path``; raise ``MidiError`` (naming the file and the reason) if it cannot be."""
+
+    @abstractmethod
+    def decode(self, steps: np.ndarray, meta: dict, path: str | os.PathLike) -> int:
+        """Write valid ``steps`` ``(steps, columns)`` to ``path`` as a playable file; returns notes written."""
+
+    @abstractmethod
+    def inputs(self) -> InputSpec:
+        """What the network reads per step."""
+
+    @abstractmethod
+    def head(self, name: str, mixtures: int) -> Head:
+        """The output fields of head ``name`` (one of ``heads``)."""
+
+    @abstractmethod
+    def metrics(self, head_name: str, head: Head) -> list:
+        """The metrics compiled with the model (``models.head_metrics``)."""
+
+    def monitor(self, head_name: str) -> str:
+        """The metric that picks the best model: the head's own loss after the whole window."""
+        return "last_loss"
+
+    @abstractmethod
+    def valid_steps(self, steps):
+        """Generated steps ``(N, columns)`` (``keras.ops``) made valid: what is written and fed back."""
+
+    # -- evaluation ------------------------------------------------------------------
+    score_columns: ClassVar[tuple[ScoreColumn, ...]] = (ScoreColumn("accuracy", "accuracy", True), NLL_COLUMN)
+
+    def point_scores(self, points: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        """Scores of point predictions ``(rows, columns)`` against targets: here, exact-step accuracy."""
+        return {"accuracy": float(np.mean(np.all(np.rint(points) == targets, axis=-1)))}
+
+    def baselines(self, training: list[np.ndarray]):
+        """Predictors fitted on the training arrays, with ``score_all(arrays, window)``."""
+        from note_matrix.evaluation.baselines import TokenBaselines
+
+        return TokenBaselines.fit(training, self.head(self.heads[0], 1))
+
+    # -- saving ------------------------------------------------------------------------
+    @abstractmethod
+    def to_json(self) -> dict:
+        """Everything needed to rebuild this representation (``name`` first)."""
+
+    @classmethod
+    def from_json(cls, data: dict) -> Representation:
+        """Rebuild from ``to_json``'s dict; ``ValueError`` if it is not one of this class."""
+        options = {key: value for key, value in data.items() if key != "name"}
+        return cls(**options)

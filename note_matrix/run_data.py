@@ -1,0 +1,150 @@
+"""A run's data: its dataset's files, split by file, and their encoded arrays.
+
+One type for training (``prepare``: encode, split, fit the representation on the
+training files, encode with what it learnt) and for evaluation (``open_run`` then
+``encode``: the files a finished run was trained on, as it encoded them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from note_matrix import runs
+from note_matrix.config import RunConfig, TrainConfig
+from note_matrix.datasets import DatasetFiles, encode_dataset, registered_datasets, resolve_dataset, split_by_file
+from note_matrix.errors import DatasetError, RunError
+from note_matrix.representations import Representation
+
+PARTS = ("train", "validation", "test")
+
+
+@dataclass
+class RunData:
+    """``split``: file keys of ``train`` / ``validation`` / ``test``; ``arrays``: every
+    usable file's steps ``(steps, columns)`` once encoded; ``notes``: what the user should
+    know (e.g. the dataset changed since training)."""
+
+    files: DatasetFiles
+    split: dict[str, list[str]]
+    representation: Representation
+    window_length: int
+    data_dir: Path
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    total_files: int = 0
+    fingerprint: str = ""
+    run_dir: Path | None = None
+    config: RunConfig | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def part(self, name: str) -> list[np.ndarray]:
+        """The encoded files of split part ``name``."""
+        return [self.arrays[key] for key in self.split[name]]
+
+    @property
+    def dataset(self) -> str:
+        return self.config.train.dataset if self.config else self.files.name
+
+
+def _encode(files: DatasetFiles, representation: Representation, data_dir: Path, window_length: int, *,
+            progress: bool, workers: int = 1):
+    return encode_dataset(files, representation, data_dir, min_steps=window_length + 1, progress=progress,
+                          workers=workers)
+
+
+def prepare(config: TrainConfig, representation: Representation, *, progress: bool) -> RunData:
+    """Resolve, encode (cached), split by file, fit ``representation`` on the training files.
+
+    The split is over the files that encode; a representation that learns from the
+    training files (``needs_fit``) is fitted on them and the files encoded again with
+    what it learnt (fitting never changes which files encode).
+    """
+    data_dir = Path(config.data_dir)
+    files = resolve_dataset(config.dataset, data_dir)
+    if config.max_files is not None:
+        files.keys = files.keys[: config.max_files]
+    encoded = _encode(files, representation, data_dir, config.window_length, progress=progress,
+                      workers=config.workers)
+    if not encoded.arrays:
+        raise DatasetError(
+            f"{files.root}: none of {encoded.total_files} files is usable "
+            f"(each needs at least {config.window_length + 1} steps); "
+            f"first reason: {next(iter(encoded.skipped.values()), 'no files')}"
+        )
+    split = split_by_file(list(encoded.arrays), validation_fraction=config.validation_fraction,
+                          test_fraction=config.test_fraction, seed=config.seed)
+    if representation.needs_fit:
+        representation.fit([files.path(key) for key in split["train"]])
+        encoded = _encode(files, representation, data_dir, config.window_length, progress=progress,
+                          workers=config.workers)
+    return RunData(files, split, representation, config.window_length, data_dir, dict(encoded.arrays),
+                   dict(encoded.skipped), encoded.total_files, encoded.fingerprint)
+
+
+def open_run(run_dir: str | Path, *, dataset: str | None = None, data_dir: str | Path | None = None) -> RunData:
+    """A finished run's config, split and dataset files (found, not encoded yet).
+
+    ``dataset`` / ``data_dir`` replace the run's own (a dataset folder that moved, a
+    download folder elsewhere). ``RunError`` for a folder that is not a run,
+    ``DatasetError`` (with the reason and the fix) when the dataset cannot be read.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: no such run folder")
+    config = RunConfig.read(run_dir)
+    split = runs.read_json(run_dir / runs.SPLIT_FILE)
+    if not isinstance(split, dict) or not all(isinstance(split.get(p), list) for p in PARTS):
+        raise RunError(f"{run_dir}: no readable {runs.SPLIT_FILE} (the run's train/validation/test files)")
+    name = dataset or config.train.dataset
+    try:
+        files = resolve_dataset(name, Path(data_dir or config.train.data_dir))
+    except DatasetError as error:
+        raise DatasetError(f"{run_dir}: the run's dataset cannot be read: {error}; {_fix(name)}") from None
+    if config.train.max_files is not None:  # the files training encoded, so the cache's manifest stays as it is
+        files.keys = files.keys[: config.train.max_files]
+    try:
+        representation = config.build_representation()
+    except ValueError as error:
+        raise RunError(f"{run_dir / runs.CONFIG_FILE}: {error}") from None
+    return RunData(files, {p: list(split[p]) for p in PARTS}, representation, config.train.window_length,
+                   Path(data_dir or config.train.data_dir), run_dir=run_dir, config=config)
+
+
+def _fix(dataset: str) -> str:
+    if dataset in registered_datasets():
+        return (f"set NOTE_MATRIX_MIRROR to a folder that holds it, or run again with network access to "
+                f"download it (python train.py --dataset {dataset} does too)")
+    return "put the files back, or pass --dataset with the folder they are in now"
+
+
+def require_files(data: RunData, parts: tuple[str, ...]) -> None:
+    """``DatasetError`` unless every file of the split ``parts`` is among the dataset's files."""
+    present = set(data.files.keys)
+    missing = [key for part in parts for key in data.split[part] if key not in present]
+    if missing:
+        reason = data.files.skipped.get(missing[0], "not found")
+        raise DatasetError(
+            f"{data.run_dir}: {len(missing)} of the run's {'/'.join(parts)} files are not in {data.files.root} "
+            f"(first: {missing[0]}: {reason}); {_fix(data.dataset)}"
+        )
+
+
+def encode(data: RunData, *, progress: bool = False) -> RunData:
+    """Encode the dataset as training did (the cache makes this a ``stat`` per file) into ``data.arrays``."""
+    require_files(data, PARTS)
+    encoded = _encode(data.files, data.representation, data.data_dir, data.window_length, progress=progress)
+    wanted = [key for part in PARTS for key in data.split[part]]
+    lost = [key for key in wanted if key not in encoded.arrays]
+    if lost:
+        raise DatasetError(f"{data.run_dir}: {len(lost)} of the run's files cannot be used now "
+                           f"(first: {lost[0]}: {encoded.skipped.get(lost[0], 'unknown')})")
+    saved = data.config.dataset.fingerprint if data.config else ""
+    if saved and saved != encoded.fingerprint:
+        data.notes.append(f"the dataset's files changed since the run was trained (fingerprint {saved[:12]} then, "
+                          f"{encoded.fingerprint[:12]} now); these scores use the files as they are now")
+    data.arrays = {key: encoded.arrays[key] for key in wanted}
+    data.fingerprint = encoded.fingerprint
+    return data
