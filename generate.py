@@ -149,11 +149,13 @@ def main(argv=None) -> int:
             raise RunError(f"--soundfont {args.soundfont}: no such file")
         run_dir = Path(args.model) if args.model else runs.newest_run(args.logdir)
         config = RunConfig.read(run_dir)
-        representation, head = config.build_representation(), config.head()
+        representation = config.build_representation()
         window_length = config.train.window_length
         primer = read_primer(args.seed, representation, window_length)
 
         from note_matrix import generation  # Keras loads here
+
+        head = config.head()
 
         sampling = build_sampling(args, head, run_dir)
         how = describe_sampling(sampling, head)

@@ -23,7 +23,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
-from models import CELLS, TARGETS  # noqa: E402
+from models import CELL_NAMES, TARGETS  # noqa: E402
 from note_matrix import representations  # noqa: E402
 from note_matrix.config import DISTRIBUTE, TrainConfig  # noqa: E402
 from note_matrix.errors import NoteMatrixError  # noqa: E402
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="processes that encode the MIDI files (0: one per CPU core; pays off for "
                            "thousands of new files; default: %(default)s)")
     model = parser.add_argument_group("model")
-    model.add_argument("--cell", choices=sorted(CELLS), default=MODEL_DEFAULTS.cell, help="(default: %(default)s)")
+    model.add_argument("--cell", choices=sorted(CELL_NAMES), default=MODEL_DEFAULTS.cell, help="(default: %(default)s)")
     model.add_argument("--units", type=int, default=MODEL_DEFAULTS.units, help="(default: %(default)s)")
     model.add_argument("--layers", type=int, default=MODEL_DEFAULTS.layers, help="(default: %(default)s)")
     model.add_argument("--dropout", type=float, default=MODEL_DEFAULTS.dropout_rate, help="(default: %(default)s)")

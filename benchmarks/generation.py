@@ -10,7 +10,7 @@ Prints rows per second, all measured in this one run, for
   which skips ``predict``'s per-call set-up (a few hundred rows only);
 - carried-state generation (``engine.CarriedStateGenerator``), at batch 1 and 32;
 - a plain NumPy loop of the same LSTM step, head and validity rule (the model's weights,
-  ``valid_row``), at batch 1 and 32, timed in a fresh process: what an uncompiled stepper
+  ``NoteMatrix.valid_row``), at batch 1 and 32, timed in a fresh process: what an uncompiled stepper
   reaches;
 
 their ratios, and how the carried-state time grows with length. Untrained weights (speed
@@ -73,12 +73,11 @@ def predict_loop(model, primer, length: int, representation):
     """The peers' loop: ``model.predict`` on the last 50 rows for every new row, batch 1."""
     import numpy as np
 
-    from note_matrix.generation import valid_row
-
+    
     window = primer[:, -WINDOW_LENGTH:]
     for _ in range(length):
         prediction = model.predict(window, verbose=0)
-        row = valid_row(prediction[:, -1] if prediction.ndim == 3 else prediction, representation)
+        row = representation.valid_row(prediction[:, -1] if prediction.ndim == 3 else prediction)
         window = np.concatenate([window[:, 1:], row[:, None]], axis=1)
     return window
 
@@ -95,8 +94,7 @@ def numpy_lstm_loop(weights: dict, primers, length: int, representation):
     """The card model's step in plain NumPy: prime on ``primers`` ``(N, k, 3)``, then ``length`` valid rows."""
     import numpy as np
 
-    from note_matrix.generation import valid_row
-
+    
     kernel, recurrent_kernel, bias, dense_kernel, dense_bias = (weights[name] for name in WEIGHT_NAMES)
     batch, units = primers.shape[0], recurrent_kernel.shape[0]
     h = np.zeros((batch, units), np.float32)
@@ -115,7 +113,7 @@ def numpy_lstm_loop(weights: dict, primers, length: int, representation):
         h, c = step(primers[:, t], h, c)
     rows = np.empty((batch, length, 3), np.float32)
     for t in range(length):
-        row = valid_row(h @ dense_kernel + dense_bias, representation)
+        row = representation.valid_row(h @ dense_kernel + dense_bias)
         rows[:, t] = row
         h, c = step(row, h, c)
     return rows
@@ -171,10 +169,11 @@ def main(argv=None) -> int:
 
     from models import ModelConfig, build_model
     from note_matrix.training.devices import describe_device
-    from note_matrix.generation import carried_state_generator, generate_window, valid_row
+    from note_matrix.generation import carried_state_generator, generate_window
     from note_matrix.representations import NoteMatrix
 
     representation = NoteMatrix()
+    head = representation.head("regression", 5)
     keras.utils.set_random_seed(0)
     model = build_model(ModelConfig(units=args.units))
     # Untrained weights, but the output bias at 0.5: with a zero bias the untrained model
@@ -184,7 +183,7 @@ def main(argv=None) -> int:
     dense_kernel, dense_bias = dense.get_weights()
     dense.set_weights([dense_kernel, np.full_like(dense_bias, 0.5)])
     rng = np.random.default_rng(0)
-    primers = valid_row(rng.random((32, WINDOW_LENGTH, 3)), representation)  # (32, 50, 3)
+    primers = representation.valid_row(rng.random((32, WINDOW_LENGTH, 3)))  # (32, 50, 3)
     one = primers[:1]
 
     print(f"backend {keras.backend.backend()} (Keras {keras.__version__}), {describe_device()}, "
@@ -196,8 +195,8 @@ def main(argv=None) -> int:
     peers, _ = best_rate(lambda: predict_loop(model, one, args.predict_rows, representation), args.predict_rows, 2)
 
     # The card's window method: one predict_on_batch per row.
-    generate_window(model, one, 2, representation, progress=False)  # warm-up (builds the predict function)
-    window_rate, _ = best_rate(lambda: generate_window(model, one, args.window_rows, representation, progress=False),
+    generate_window(model, one, 2, representation, head, progress=False)  # warm-up (builds the predict function)
+    window_rate, _ = best_rate(lambda: generate_window(model, one, args.window_rows, representation, head, progress=False),
                                args.window_rows, 2)
 
     # Where the window method's time goes: one predict_on_batch on a 1-row and on a 50-row window.
@@ -209,7 +208,7 @@ def main(argv=None) -> int:
     step_seconds = (calls[WINDOW_LENGTH] - calls[1]) / (WINDOW_LENGTH - 1)
     overhead_seconds = calls[1] - step_seconds
 
-    generator = carried_state_generator(model, representation)
+    generator = carried_state_generator(model, representation, head)
     results = {}
     for batch in (1, 32):
         start = time.perf_counter()

@@ -39,7 +39,9 @@ import numpy as np  # noqa: E402
 from models import build_model, compile_model  # noqa: E402
 from note_matrix.training.devices import describe_device  # noqa: E402
 from note_matrix.representations import NoteMatrix  # noqa: E402
-from note_matrix.training import TrainConfig, prepare_data, window_batches  # noqa: E402
+from note_matrix.config import TrainConfig  # noqa: E402
+from note_matrix.run_data import prepare  # noqa: E402
+from note_matrix.training import window_batches  # noqa: E402
 from note_matrix.training.windows import WindowBatches  # noqa: E402
 
 EVALUATION_BATCH_SIZE = 256
@@ -82,7 +84,10 @@ class ModeRun:
         keras.utils.set_random_seed(config.seed)  # the same initial weights in both modes
         self.targets = config.model.targets
         self.batches, self.validation = window_batches(config, data)
-        self.model = compile_model(build_model(config.model), config.model)
+        representation = data.representation
+        head = representation.head(config.model.head, config.model.mixtures)
+        self.model = build_model(config.model, representation.inputs(), head)
+        compile_model(self.model, config.model, head, representation.metrics(config.model.head, head))
         for warm_up in (0, len(self.batches) - 1):  # traces the step for full and short batches: not counted
             self.model.train_on_batch(*self.batches[warm_up])
         self.seconds, self.windows, self.steps, self.epoch, self.position = 0.0, 0, 0, 0, 0
@@ -124,7 +129,7 @@ def main(argv=None) -> int:
     seconds, eval_every = (15.0, None) if args.quick else (args.seconds, args.eval_every)
     base = TrainConfig(dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size, seed=args.seed)
     base = base.with_changes({"model.units": args.units})
-    data = prepare_data(base, NoteMatrix(), verbose=0)
+    data = prepare(base, NoteMatrix(), progress=False)
     print(f"{args.dataset}: {len(data.split['train'])} training files, {len(data.split['validation'])} validation "
           f"files; {args.units} units, batch {args.batch_size}; Keras {keras.__version__}, "
           f"backend {keras.backend.backend()}, {describe_device()}; {seconds:g} s of training per mode", flush=True)

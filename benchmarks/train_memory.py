@@ -33,8 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BASELINE = """
 import numpy as np, keras
 from models import ModelConfig, build_model, compile_model
-config = ModelConfig(targets="all")
-model = compile_model(build_model(config), config)
+from note_matrix.representations import NoteMatrix
+config, representation = ModelConfig(targets="all"), NoteMatrix()
+head = representation.head(config.head, config.mixtures)
+model = compile_model(build_model(config, representation.inputs(), head), config, head,
+                      representation.metrics(config.head, head))
 x = np.zeros((64, 50, 3), np.float32)
 model.train_on_batch(x, x)
 """

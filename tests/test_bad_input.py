@@ -39,7 +39,7 @@ def bad_seeds(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
         "directory": (folder / "directory.mid", "is a directory"),
         "riff": (folder / "riff.mid", "RIFF"),
         "missing": (folder / "missing.mid", "no such file"),
-        "short": (folder / "short.mid", "only 4 note rows; the model needs at least 50"),
+        "short": (folder / "short.mid", "only 4 steps; the model needs at least 50"),
         "drums": (folder / "drums.mid", "no notes"),
     }
 

@@ -15,27 +15,26 @@ import pytest
 
 import generate
 from models import ModelConfig, build_model
-from note_matrix import NoteMatrix
+from note_matrix.config import RunConfig
 from note_matrix.errors import RunError
 from note_matrix.generation import (
-    MIDI_GRID,
     Sampling,
     carried_state_generator,
     generate_rows,
     generate_window,
     load_model,
-    max_time_value,
     output_paths,
     spread_primers,
-    valid_row,
-    valid_rows,
 )
 from note_matrix.generation.carried_state import CarriedStateGenerator
 from note_matrix.generation.compile import compile_function, is_compiled
+from note_matrix.representations import NoteMatrix
+from note_matrix.representations.note_matrix import MIDI_GRID
 from tests.midi_factory import write_song
 from tests.test_generate import assert_playable
 
 REPRESENTATION = NoteMatrix()
+HEAD = REPRESENTATION.head("regression", 1)  # the card's: the row itself, width 3 (tiny_model's output)
 UNITS = 8
 
 
@@ -70,7 +69,7 @@ def tiny_model(cell: str, layers: int = 1, *, sequences: bool = False, reset_aft
 
 def random_primers(count: int, rows: int, seed: int = 1) -> np.ndarray:
     """``(count, rows, 3)`` valid rows."""
-    return valid_row(np.random.default_rng(seed).random((count, rows, 3)), REPRESENTATION)
+    return REPRESENTATION.valid_row(np.random.default_rng(seed).random((count, rows, 3)))
 
 
 MODELS = {
@@ -92,8 +91,8 @@ def test_carried_state_equals_a_growing_window_while_the_piece_fits(name):
     model = tiny_model(**MODELS[name])
     window, k = 9, 3
     primers = random_primers(2, k)
-    carried = generate_rows(model, primers, window - k + 1, REPRESENTATION, progress=False)
-    reference = generate_window(model, primers, window - k + 1, REPRESENTATION, window_length=window,
+    carried = generate_rows(model, primers, window - k + 1, REPRESENTATION, HEAD, progress=False)
+    reference = generate_window(model, primers, window - k + 1, REPRESENTATION, HEAD, window_length=window,
                                 progress=False)
     assert carried.shape == reference.shape == (2, window - k + 1, 3)
     np.testing.assert_allclose(carried, reference, atol=1e-5)
@@ -106,43 +105,55 @@ def test_carried_state_equals_a_growing_window_while_the_piece_fits(name):
 def test_every_head_carried_equals_the_window_for_point_and_sampled_rows(head, targets, sampled):
     """The same row function in both methods, and the same random numbers when sampling."""
     keras.utils.set_random_seed(3)
-    model = build_model(ModelConfig(cell="gru", units=UNITS, layers=2, head=head, mixtures=3, targets=targets))
-    sampling = Sampling(1.0, 20 if head != "regression" else None, 11, (0.05, 0.2, 0.1)) if sampled else None
+    config = ModelConfig(cell="gru", units=UNITS, layers=2, head=head, mixtures=3, targets=targets)
+    fields = REPRESENTATION.head(config.head, config.mixtures)
+    model = build_model(config, REPRESENTATION.inputs(), fields)
+    spread = {"note": 0.05, "velocity": 0.2, "time": 0.1}
+    sampling = Sampling(1.0, 20 if head != "regression" else None, 11, spread) if sampled else None
     window, k = 9, 3
     primers = random_primers(2, k)
-    carried = generate_rows(model, primers, window - k + 1, REPRESENTATION, sampling=sampling, progress=False)
-    reference = generate_rows(model, primers, window - k + 1, REPRESENTATION, method="window", window_length=window,
-                              sampling=sampling, progress=False)
+    carried = generate_rows(model, primers, window - k + 1, REPRESENTATION, fields, sampling=sampling,
+                            progress=False)
+    reference = generate_rows(model, primers, window - k + 1, REPRESENTATION, fields, method="window",
+                              window_length=window, sampling=sampling, progress=False)
     assert carried.shape == reference.shape == (2, window - k + 1, 3)
     np.testing.assert_allclose(carried, reference, atol=1e-5)
     assert np.all(np.isin(carried[..., :2], MIDI_GRID))
+    # The head is the run's, never guessed from the output width: a head of another width is refused.
+    other = REPRESENTATION.head("mdn" if head != "mdn" else "regression", 2)
+    assert other.width != fields.width
+    for method in ("carried", "window"):
+        with pytest.raises(RunError, match="width"):
+            generate_rows(model, primers, 2, REPRESENTATION, other, method=method, progress=False)
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn", "lstm-stacked", "lstm-sequences"])
 def test_first_row_after_a_full_primer_is_the_card_prediction(name):
     model = tiny_model(**MODELS[name])
     primer = random_primers(1, 50, seed=4)
-    first = generate_rows(model, primer[0], 1, REPRESENTATION, progress=False)[0]
+    first = generate_rows(model, primer[0], 1, REPRESENTATION, HEAD, progress=False)[0]
     prediction = keras.ops.convert_to_numpy(model.predict_on_batch(primer))
     prediction = prediction[:, -1] if prediction.ndim == 3 else prediction
-    np.testing.assert_allclose(first, valid_row(prediction[0], REPRESENTATION), atol=1e-5)
+    np.testing.assert_allclose(first, REPRESENTATION.valid_row(prediction[0]), atol=1e-5)
 
 
 def test_the_builders_models_and_a_trained_run_agree_with_the_window_method(trained_run, song_folder):
-    primer = REPRESENTATION.encode(song_folder / "song2.mid")[:50]
-    models = [build_model(ModelConfig(units=UNITS, layers=2)), load_model(trained_run)]
+    primer = REPRESENTATION.encode(song_folder / "song2.mid").steps[:50]
+    models = [(build_model(ModelConfig(units=UNITS, layers=2), REPRESENTATION.inputs(), HEAD), HEAD),
+              (load_model(trained_run), RunConfig.read(trained_run).head())]
     if "targets" in {field.name for field in dataclasses.fields(ModelConfig)}:  # the sequence-output mode
-        models.append(build_model(ModelConfig(units=UNITS, layers=2, targets="all")))
-    for model in models:
-        carried = generate_rows(model, primer, 4, REPRESENTATION, progress=False)
-        window = generate_rows(model, primer, 4, REPRESENTATION, method="window", progress=False)
+        models.append((build_model(ModelConfig(units=UNITS, layers=2, targets="all"), REPRESENTATION.inputs(),
+                                   HEAD), HEAD))
+    for model, head in models:
+        carried = generate_rows(model, primer, 4, REPRESENTATION, head, progress=False)
+        window = generate_rows(model, primer, 4, REPRESENTATION, head, method="window", progress=False)
         np.testing.assert_allclose(carried[0], window[0], atol=1e-5)  # then the window drops row 1
 
 
 def test_a_batch_gives_each_piece_what_it_gives_alone():
     model = tiny_model("lstm", layers=2)
     primers = random_primers(3, 12, seed=5)
-    generator = carried_state_generator(model, REPRESENTATION)
+    generator = carried_state_generator(model, REPRESENTATION, HEAD)
     together = generator.generate(primers, 40)
     for index in range(3):
         alone = generator.generate(primers[index : index + 1], 40)
@@ -153,8 +164,8 @@ def test_a_batch_gives_each_piece_what_it_gives_alone():
 def test_compiled_once_and_chunks_carry_the_state():
     model = tiny_model("lstm")
     primers = random_primers(2, 6)
-    whole = CarriedStateGenerator(model, lambda p, n: valid_rows(p, REPRESENTATION), chunk_steps=1024)
-    chunked = CarriedStateGenerator(model, lambda p, n: valid_rows(p, REPRESENTATION), chunk_steps=8)
+    whole = CarriedStateGenerator(model, lambda p, n: REPRESENTATION.valid_steps(p), chunk_steps=1024)
+    chunked = CarriedStateGenerator(model, lambda p, n: REPRESENTATION.valid_steps(p), chunk_steps=8)
     expected = whole.generate(primers, 30)
     rows = chunked.generate(primers, 30)  # 4 chunks of 8 rows, the last padded
     np.testing.assert_allclose(rows, expected, atol=1e-6)
@@ -168,24 +179,24 @@ def test_compiled_once_and_chunks_carry_the_state():
 def test_weights_are_read_from_the_model_at_every_call():
     model = tiny_model("gru")
     primers = random_primers(1, 5)
-    generator = carried_state_generator(model, REPRESENTATION)
+    generator = carried_state_generator(model, REPRESENTATION, HEAD)
     before = generator.generate(primers, 6)
     model.get_layer("dense").bias.assign(np.array([0.3, 0.6, 0.2], np.float32))
     model.get_layer("gru").cell.kernel.assign(model.get_layer("gru").cell.kernel * 2.0)
     after = generator.generate(primers, 6)
     assert not np.allclose(before, after)
-    reference = generate_window(model, primers, 6, REPRESENTATION, window_length=11, progress=False)
+    reference = generate_window(model, primers, 6, REPRESENTATION, HEAD, window_length=11, progress=False)
     np.testing.assert_allclose(after, reference, atol=1e-5)
 
 
 def test_noise_reaches_the_loop_one_slice_per_row():
     """The sampling hook: row t of the output is whatever the row function makes of noise[:, t]."""
     model = tiny_model("lstm")
-    noise = valid_row(np.random.default_rng(2).random((2, 23, 3)), REPRESENTATION)
+    noise = REPRESENTATION.valid_row(np.random.default_rng(2).random((2, 23, 3)))
     echo = CarriedStateGenerator(model, lambda prediction, noise_t: noise_t, chunk_steps=5)
     np.testing.assert_array_equal(echo.generate(random_primers(2, 4), 23, noise=noise), noise)
-    shifted = CarriedStateGenerator(model, lambda p, n: valid_rows(p + n, REPRESENTATION))
-    plain = carried_state_generator(model, REPRESENTATION)
+    shifted = CarriedStateGenerator(model, lambda p, n: REPRESENTATION.valid_steps(p + n))
+    plain = carried_state_generator(model, REPRESENTATION, HEAD)
     primers = random_primers(2, 4)
     np.testing.assert_allclose(shifted.generate(primers, 23, noise=np.zeros((2, 23, 3), np.float32)),
                                plain.generate(primers, 23), atol=1e-6)
@@ -193,7 +204,7 @@ def test_noise_reaches_the_loop_one_slice_per_row():
     with pytest.raises(ValueError, match="noise must have shape"):
         plain.generate(primers, 23, noise=noise[:, :5])
     # The noise has the width the row function needs, not necessarily the row's.
-    wide = CarriedStateGenerator(model, lambda p, n: valid_rows(p + n[:, 1:], REPRESENTATION), noise_width=4)
+    wide = CarriedStateGenerator(model, lambda p, n: REPRESENTATION.valid_steps(p + n[:, 1:]), noise_width=4)
     four = np.concatenate([np.ones((2, 23, 1), np.float32), noise * 0.2], axis=-1)
     np.testing.assert_allclose(wide.generate(primers, 23, noise=four), shifted.generate(primers, 23, noise=noise * 0.2),
                                atol=1e-6)
@@ -202,16 +213,16 @@ def test_noise_reaches_the_loop_one_slice_per_row():
 
 
 def test_in_graph_validity_equals_valid_row():
-    edges = np.array([np.nan, np.inf, -np.inf, -0.5, 0.0, 1.0, 1.5, 0.9999, max_time_value(REPRESENTATION)])
+    edges = np.array([np.nan, np.inf, -np.inf, -0.5, 0.0, 1.0, 1.5, 0.9999, REPRESENTATION.max_time_value()])
     halfway = (np.arange(128) + 0.5) / 127  # rounding boundaries
     values = np.concatenate([edges, halfway, np.nextafter(halfway, 0), np.nextafter(halfway, 1),
                              np.random.default_rng(0).uniform(-0.2, 1.2, 3000)]).astype(np.float32)
     rows = np.stack([values, values[::-1], values], axis=-1)
-    expected = valid_row(rows, REPRESENTATION)
-    compiled = compile_function(lambda x: valid_rows(x, REPRESENTATION))
+    expected = REPRESENTATION.valid_row(rows)
+    compiled = compile_function(REPRESENTATION.valid_steps)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(compiled(rows)), expected)
     assert np.all(np.isin(expected[:, :2], MIDI_GRID))  # the encoder's k / 127, exactly
-    assert np.all((expected[:, 2] >= 0) & (expected[:, 2] <= max_time_value(REPRESENTATION)))
+    assert np.all((expected[:, 2] >= 0) & (expected[:, 2] <= REPRESENTATION.max_time_value()))
 
 
 def test_unsupported_models_are_refused_naming_the_layer():
@@ -219,10 +230,10 @@ def test_unsupported_models_are_refused_naming_the_layer():
     x = keras.layers.Bidirectional(keras.layers.LSTM(4), name="both_ways")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(3)(x))
     with pytest.raises(RunError, match="both_ways.*--method window"):
-        carried_state_generator(model, REPRESENTATION)
+        carried_state_generator(model, REPRESENTATION, HEAD)
     x = keras.layers.LSTM(4, go_backwards=True, name="backwards")(inputs)
     with pytest.raises(RunError, match="backwards"):
-        carried_state_generator(keras.Model(inputs, keras.layers.Dense(3)(x)), REPRESENTATION)
+        carried_state_generator(keras.Model(inputs, keras.layers.Dense(3)(x)), REPRESENTATION, HEAD)
 
 
 def test_spread_primers_and_output_paths():

@@ -199,7 +199,7 @@ def test_a_warm_run_trusts_unchanged_files_by_stat_and_reads_changed_ones(tmp_pa
     assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     changed = ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", progress=False)
     assert (changed.parsed_files, changed.hashed_files) == (1, 1)
-    np.testing.assert_array_equal(changed.arrays["song2.mid"], NoteMatrix().encode(path))
+    np.testing.assert_array_equal(changed.arrays["song2.mid"], NoteMatrix().encode(path).steps)
     assert not np.array_equal(changed.arrays["song2.mid"], first.arrays["song2.mid"])
 
 
@@ -263,4 +263,4 @@ def test_a_file_changed_while_it_is_read_is_not_cached(tmp_path, monkeypatch):
     assert len(list((tmp_path / "data").glob("cache/*/*.npy"))) == 1  # song0 only
     again = ds.encode_dataset(files, NoteMatrix(), tmp_path / "data", progress=False)
     assert again.skipped == {} and again.parsed_files == 1
-    np.testing.assert_array_equal(again.arrays["song1.mid"], NoteMatrix().encode(folder / "song1.mid"))
+    np.testing.assert_array_equal(again.arrays["song1.mid"], NoteMatrix().encode(folder / "song1.mid").steps)

@@ -56,8 +56,8 @@ def test_scores_model_and_baselines_on_the_test_split(run, capsys):
     # The same rows scored independently: the row after every 50-row window of the test file.
     split = json.loads((run / "split.json").read_text())
     representation = NoteMatrix()
-    test = [representation.encode(Path(split["root"]) / key) for key in split["test"]]
-    train = [representation.encode(Path(split["root"]) / key) for key in split["train"]]
+    test = [representation.encode(Path(split["root"]) / key).steps for key in split["test"]]
+    train = [representation.encode(Path(split["root"]) / key).steps for key in split["train"]]
     windows = np.stack([a[i - 50 : i] for a in test for i in range(50, len(a))])
     target = np.concatenate([a[50:] for a in test])
     assert result["rows"] == len(target) and result["files"] == split["test"]
@@ -106,12 +106,14 @@ def test_verdict_by_hand():
         "repeat previous row": dict(zip(names, (0.05, 0.3, 0.4, 0.25, 0.5, None))),
         "Markov chain (pitch)": dict(zip(names, (0.2, 0.3, 0.4, 0.3, 0.7, 0.5))),
     }
-    assert best_per_column(scores) == {
+    columns = NoteMatrix.score_columns  # the note matrix's score columns, in the order of ``names``
+    assert [column.key for column in columns] == list(names)
+    assert best_per_column(scores, columns) == {
         "mse_note": ["repeat previous row"], "mse_velocity": ["model (regression head)"],
         "mse_time": ["model (regression head)"], "mse": ["model (regression head)"],
         "pitch_accuracy": ["Markov chain (pitch)"], "nll": ["Markov chain (pitch)"],
     }
-    beaten = not_beaten(scores, "model (regression head)")
+    beaten = not_beaten(scores, "model (regression head)", columns)
     assert [(i["score"], i["baseline"]) for i in beaten] == [
         ("mse_note", "repeat previous row"), ("pitch_accuracy", "repeat previous row"),  # a tie is not a win
         ("pitch_accuracy", "Markov chain (pitch)"), ("nll", "Markov chain (pitch)")]
@@ -140,7 +142,9 @@ def hand_run(tmp_path) -> Path:
     run.mkdir(parents=True)
     config = {"train": {"dataset": str(songs), "data_dir": str(tmp_path / "data"), "window_length": 4,
                         "max_files": None, "model": {}},
-              "representation": NoteMatrix().to_json()}
+              "representation": NoteMatrix().to_json(),
+              "dataset": {"name": str(songs), "root": str(songs), "files": 2, "used": 2, "skipped": 0,
+                          "fingerprint": ""}}
     (run / "config.json").write_text(json.dumps(config))
     split = {"dataset": "songs", "root": str(songs), "seed": 0, "train": ["down.mid", "up.mid"], "validation": [],
              "test": []}

@@ -1,6 +1,8 @@
 """Output fields and heads (``models.fields``, ``models.head``, ``models.head_metrics``): the
-three note-matrix heads as field lists give the very numbers of ``models.heads`` (losses,
-points, samples bit for bit, likelihoods to 1e-12), the Bernoulli field, JSON and Keras
+note matrix's three heads (regression, categorical, mdn) against NumPy formulas written
+here (losses, points, samples, noise, likelihoods, residual spread, metrics), hand-computed
+likelihoods, the code paths that must agree bit for bit (the card's mean squared error,
+compiled and eager sampling, a head and its fields), the Bernoulli field, JSON and Keras
 round trips, safe-mode saving, and the refusal of invalid configs."""
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import math
 import keras
 import numpy as np
 import pytest
-from keras.src.losses.losses import LossFunctionWrapper  # what compile wraps a loss function in
 
 from models.fields import (
+    MIXTURE_MAX_LOG_STD,
     MIXTURE_STD_FLOOR,
+    PROBABILITY_FLOOR,
     Bernoulli,
     Categorical,
     Gaussian,
@@ -25,23 +28,19 @@ from models.fields import (
     categorical_head,
     field_from_json,
     mdn_head,
+    normal_mass,
     regression_head,
+    sample_categorical,
 )
 from models.head_metrics import ColumnAccuracy, LastLoss, LastSquaredError
+from note_matrix.representations import NoteMatrix
 
-try:  # the heads these replace, while they are still there (tests/test_pinned.py pins their numbers for good)
-    from models import heads as old
-    from models import metrics as old_metrics
-except ImportError as error:
-    old = old_metrics = None
-    OLD_MISSING = f"the old heads do not import ({error})"
-
-needs_old = pytest.mark.skipif(old is None, reason=OLD_MISSING if old is None else "")
 MIXTURES = 3
 NEW = {"regression": regression_head(), "categorical": categorical_head(), "mdn": mdn_head(MIXTURES)}
-OLD = {} if old is None else {"regression": old.HeadConfig("regression"), "categorical": old.HeadConfig("categorical"),
-                              "mdn": old.HeadConfig("mdn", MIXTURES)}
 STD = {"note": 0.05, "velocity": 0.1, "time": 0.2}
+STD_ARRAY = np.array([STD["note"], STD["velocity"], STD["time"]])
+BINS = (("levels", 127), ("levels", 127), ("uniform", 1000))  # note, velocity, time
+LOG_2PI = math.log(2 * math.pi)
 
 
 def numpy(x):
@@ -92,75 +91,214 @@ def case(name, n=64, seed=0):
     return outputs(rng, name, target), target
 
 
-# -- the old heads as field lists ------------------------------------------------------------------
+# -- the heads' formulas in NumPy (float64) -----------------------------------------------------------
 
-def test_the_old_heads_have_their_widths_and_noise():
+def log_softmax(logits):
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def gaussian_log_density(x, mean, std):
+    return -0.5 * LOG_2PI - np.log(std) - 0.5 * ((x - mean) / std) ** 2
+
+
+def pitch_index(target):
+    return np.clip(np.rint(np.asarray(target[..., 0], np.float64) * 127), 0, 127).astype(int)
+
+
+def mixture_parts(output, k=MIXTURES):
+    """``(log weights, means (..., K, 2), stds (..., K, 2))`` of an mdn output's velocity and time."""
+    mix = np.asarray(output[..., 128:], np.float64)
+    means = np.stack([mix[..., k : 2 * k], mix[..., 2 * k : 3 * k]], axis=-1)
+    log_stds = np.stack([mix[..., 3 * k : 4 * k], mix[..., 4 * k : 5 * k]], axis=-1)
+    return log_softmax(mix[..., :k]), means, np.exp(np.minimum(log_stds, MIXTURE_MAX_LOG_STD)) + MIXTURE_STD_FLOOR
+
+
+def reference_loss(name, target, output):
+    """Per step: the card's mean squared error; cross-entropy plus summed squared errors; cross-entropy
+    plus the mixture's negative log-density."""
+    target, output = np.asarray(target, np.float64), np.asarray(output, np.float64)
+    if name == "regression":
+        return np.mean((output - target) ** 2, axis=-1)
+    pitch = -np.take_along_axis(log_softmax(output[..., :128]), pitch_index(target)[..., None], -1)[..., 0]
+    if name == "categorical":
+        return pitch + ((output[..., 128:] - target[..., 1:]) ** 2).sum(axis=-1)
+    log_weights, means, stds = mixture_parts(output)
+    joint = log_weights + gaussian_log_density(target[..., None, 1:], means, stds).sum(axis=-1)
+    top = joint.max(axis=-1)  # logsumexp
+    return pitch - top - np.log(np.exp(joint - top[..., None]).sum(axis=-1))
+
+
+def reference_point(name, output):
+    output = np.asarray(output, np.float32)
+    if name == "regression":
+        return output
+    pitch = (output[:, :128].argmax(axis=1).astype(np.float32) / np.float32(127))[:, None]
+    if name == "categorical":
+        return np.concatenate([pitch, output[:, 128:]], axis=1)
+    k, rows = MIXTURES, np.arange(len(output))
+    best = output[:, 128 : 128 + k].argmax(axis=1)
+    return np.stack([pitch[:, 0], output[:, 128 + k :][rows, best], output[:, 128 + 2 * k :][rows, best]], -1)
+
+
+def phi_mass(low, high):
+    """``P(low < Z < high)`` for a standard normal Z, each tail by ``erfc`` (no cancellation)."""
+    if low > 0:
+        return 0.5 * (math.erfc(low / math.sqrt(2)) - math.erfc(high / math.sqrt(2)))
+    return 0.5 * (math.erfc(-high / math.sqrt(2)) - math.erfc(-low / math.sqrt(2)))
+
+
+def binned_mass(bins, value, mean, std):
+    """A Gaussian's mass over ``value``'s bin, written out: the levels ``k / L`` and the uniform bins
+    of [0, 1); the end bins reach to infinity."""
+    kind, count = bins
+    if kind == "levels":
+        level = min(max(round(value * count), 0), count)
+        low, high, last = (level - 0.5) / count, (level + 0.5) / count, count
+    else:
+        level = min(max(math.floor(value * count), 0), count - 1)
+        low, high, last = level / count, (level + 1) / count, count - 1
+    low, high = -math.inf if level == 0 else low, math.inf if level == last else high
+    return phi_mass((low - mean) / std, (high - mean) / std)
+
+
+def reference_nll(name, output, target, spread=STD):
+    output, target = np.asarray(output, np.float64), np.asarray(target, np.float64)
+    floor = lambda p: -math.log(max(p, PROBABILITY_FLOOR))  # noqa: E731
+    result = []
+    for out, row in zip(output, target):
+        if name == "regression":
+            result.append(sum(floor(binned_mass(BINS[c], row[c], out[c], spread[n]))
+                              for c, n in enumerate(("note", "velocity", "time"))))
+            continue
+        pitch = floor(math.exp(log_softmax(out[:128])[pitch_index(row)]))
+        if name == "categorical":
+            result.append(pitch + sum(floor(binned_mass(BINS[c], row[c], out[127 + c], spread[n]))
+                                      for c, n in ((1, "velocity"), (2, "time"))))
+            continue
+        log_weights, means, stds = mixture_parts(out)
+        joint = sum(math.exp(log_weights[j]) * binned_mass(BINS[1], row[1], means[j, 0], stds[j, 0])
+                    * binned_mass(BINS[2], row[2], means[j, 1], stds[j, 1]) for j in range(MIXTURES))
+        result.append(pitch + floor(joint))
+    return np.array(result)
+
+
+# -- the note matrix's heads ----------------------------------------------------------------------------
+
+def test_the_heads_have_their_widths_and_noise():
     assert [head.width for head in NEW.values()] == [3, 130, 128 + 5 * MIXTURES]
     assert [(head.uniforms, head.normals) for head in NEW.values()] == [(0, 3), (1, 2), (2, 2)]
+    assert [head.noise_width for head in NEW.values()] == [3, 3, 4]
     assert all(head.names == ("note", "velocity", "time") and head.columns == 3 for head in NEW.values())
     assert [head.needs_spread for head in NEW.values()] == [True, True, False]
     assert [head.top_k_limit for head in NEW.values()] == [None, 128, 128]
+    assert [head.samples_by_default for head in NEW.values()] == [False, True, True]
 
 
-@needs_old
 @pytest.mark.parametrize("name", list(NEW))
-def test_losses_are_bit_identical(name):
+def test_losses_follow_their_formulas(name):
     output, target = case(name)
-    old_loss = keras.losses.get(old.head_loss(OLD[name]))
-    np.testing.assert_array_equal(numpy(NEW[name].loss(target, output)), numpy(old_loss(target, output)))
+    head = NEW[name]
+    np.testing.assert_allclose(numpy(head.loss(target, output)), reference_loss(name, target, output), rtol=2e-5,
+                               atol=1e-6)
     steps, outputs_ = target.reshape(4, 16, 3), output.reshape(4, 16, -1)  # targets "all": a value per step
-    np.testing.assert_array_equal(numpy(NEW[name].loss(steps, outputs_)), numpy(old_loss(steps, outputs_)))
-    compiled_loss = (keras.losses.MeanSquaredError() if name == "regression"  # what compile makes of the old ones
-                     else LossFunctionWrapper(old_loss))
-    np.testing.assert_array_equal(numpy(HeadLoss(NEW[name])(target, output)), numpy(compiled_loss(target, output)))
+    stepped = numpy(head.loss(steps, outputs_))
+    assert stepped.shape == (4, 16)
+    np.testing.assert_array_equal(stepped.reshape(-1), numpy(head.loss(target, output)))
+    # The Keras loss is the batch mean of the head's.
+    np.testing.assert_allclose(numpy(HeadLoss(head)(target, output)), reference_loss(name, target, output).mean(),
+                               rtol=2e-5)
 
 
-@needs_old
+def test_the_regression_loss_is_exactly_the_cards_mean_squared_error():
+    output, target = case("regression")
+    head = NEW["regression"]
+    np.testing.assert_array_equal(numpy(head.loss(target, output)),
+                                  numpy(keras.losses.mean_squared_error(target, output)))
+    np.testing.assert_array_equal(numpy(HeadLoss(head)(target, output)),
+                                  numpy(keras.losses.MeanSquaredError()(target, output)))
+
+
+def test_the_mixture_loss_stays_finite_far_from_every_component():
+    k = 2
+    output = np.concatenate([np.zeros(128), [0, 0], [50.0, -50.0], [50.0, 50.0], [-20, -20], [-20, -20]])[None]
+    value = numpy(mdn_head(k).loss(np.array([[60 / 127, 64 / 127, 0.2]], np.float32), output.astype(np.float32)))
+    assert np.all(np.isfinite(value)) and value[0] > 1e6  # logsumexp: no log(0)
+
+
 @pytest.mark.parametrize("name", list(NEW))
-def test_points_and_samples_are_bit_identical(name):
+def test_points_noise_and_samples_follow_their_formulas(name):
     output, _ = case(name, seed=1)
-    config, head = OLD[name], NEW[name]
-    np.testing.assert_array_equal(numpy(head.point(output)), numpy(old.point_rows(config, output)))
+    head = NEW[name]
+    np.testing.assert_array_equal(numpy(head.point(output)), reference_point(name, output))
     for shape in ((64,), (2, 7)):
-        np.testing.assert_array_equal(head.draw_noise(np.random.default_rng(5), shape),
-                                      old.draw_noise(config, np.random.default_rng(5), shape))
+        rng = np.random.default_rng(5)
+        uniform = 1.0 - rng.random((*shape, head.uniforms))
+        normal = rng.standard_normal((*shape, head.normals))
+        noise = head.draw_noise(np.random.default_rng(5), shape)
+        assert noise.dtype == np.float32 and noise.shape == (*shape, head.noise_width)
+        np.testing.assert_array_equal(noise, np.concatenate([uniform, normal], -1).astype(np.float32))
     noise = head.draw_noise(np.random.default_rng(2), (64,))
-    for temperature in (0.0, 0.5, 1.0, 1.5):
+    std = STD_ARRAY.astype(np.float32)
+    for temperature in (0.5, 1.0, 1.5):
         for top_k in (None,) if name == "regression" else (None, 1, 5):
-            new = head.sample(output, noise, temperature=temperature, top_k=top_k, spread=STD)
-            expected = old.sample_rows(config, output, noise, temperature=temperature, top_k=top_k, residual_std=STD)
-            np.testing.assert_array_equal(numpy(new), numpy(expected), err_msg=f"T={temperature} top_k={top_k}")
+            sampled = numpy(head.sample(output, noise, temperature=temperature, top_k=top_k, spread=STD))
+            message = f"T={temperature} top_k={top_k}"
+            if name == "regression":
+                np.testing.assert_allclose(sampled, output + temperature * std * noise, rtol=1e-6, atol=1e-6,
+                                           err_msg=message)
+                continue
+            pitch = numpy(sample_categorical(output[:, :128], noise[:, 0], temperature, top_k))
+            np.testing.assert_array_equal(sampled[:, 0], pitch.astype(np.float32) / np.float32(127), err_msg=message)
+            if top_k == 1:
+                np.testing.assert_array_equal(pitch, output[:, :128].argmax(axis=1))
+            if name == "categorical":
+                np.testing.assert_allclose(sampled[:, 1:], output[:, 128:] + temperature * std[1:] * noise[:, 1:],
+                                           rtol=1e-6, atol=1e-6, err_msg=message)
+                continue
+            # mdn: a component drawn from softmax(weights / T) (top-k concerns the pitch only), then its Gaussian.
+            component = numpy(sample_categorical(output[:, 128 : 128 + MIXTURES], noise[:, 1], temperature))
+            _, means, stds = mixture_parts(output)
+            rows = np.arange(len(output))
+            expected = means[rows, component] + temperature * stds[rows, component] * noise[:, 2:]
+            np.testing.assert_allclose(sampled[:, 1:], expected, rtol=1e-5, atol=1e-6, err_msg=message)
+    np.testing.assert_array_equal(numpy(head.sample(output, noise, temperature=0.0, spread=STD)),
+                                  numpy(head.point(output)))
 
 
-@needs_old
 @pytest.mark.parametrize("name", list(NEW))
-def test_compiled_samples_are_bit_identical(name):
-    """Inside XLA (TensorFlow) or jit (JAX), as the generation loop runs them."""
-    output, _ = case(name, seed=3)
-    noise = NEW[name].draw_noise(np.random.default_rng(4), (64,))
+def test_compiled_samples_and_points_make_the_eager_ones_steps(name):
+    """Inside XLA (TensorFlow) or jit (JAX), as the carried loop runs them, and eagerly, as the window
+    method does. The compiler may fuse a multiply-add (an ulp apart), but the valid steps' pitch and
+    velocity, looked up on the grid, are the very same."""
+    output, _ = case(name, n=500, seed=3)
+    head, representation = NEW[name], NoteMatrix()
+    noise = head.draw_noise(np.random.default_rng(4), (500,))
     top_k = None if name == "regression" else 7
-    new = compiled(lambda o, z: NEW[name].sample(o, z, temperature=1.2, top_k=top_k, spread=STD))
-    expected = compiled(lambda o, z: old.sample_rows(OLD[name], o, z, temperature=1.2, top_k=top_k,
-                                                     residual_std=STD))
-    np.testing.assert_array_equal(numpy(new(output, noise)), numpy(expected(output, noise)))
-    point = compiled(NEW[name].point)(output)
-    np.testing.assert_array_equal(numpy(point), numpy(compiled(lambda o: old.point_rows(OLD[name], o))(output)))
+    sample = lambda o, z: head.sample(o, z, temperature=1.2, top_k=top_k, spread=STD)  # noqa: E731
+    for function, arguments in ((sample, (output, noise)), (head.point, (output,))):
+        eager, fast = numpy(function(*arguments)), numpy(compiled(function)(*arguments))
+        np.testing.assert_allclose(fast, eager, rtol=1e-6, atol=1e-6)
+        valid = lambda *a: representation.valid_steps(function(*a))  # noqa: E731, B023
+        np.testing.assert_array_equal(numpy(compiled(valid)(*arguments))[:, :2], numpy(valid(*arguments))[:, :2])
 
 
-@needs_old
 @pytest.mark.parametrize("name", list(NEW))
-def test_likelihoods_and_residual_spread_agree(name):
+def test_likelihoods_and_residual_spread_follow_their_formulas(name):
     output, target = case(name, n=200, seed=6)
-    head, config = NEW[name], OLD[name]
-    expected = old.row_nll(config, output, target, STD)
-    np.testing.assert_allclose(head.nll(output, target, STD), expected, rtol=1e-12, atol=0)
+    head = NEW[name]
+    expected = reference_nll(name, output, target)
+    np.testing.assert_allclose(head.nll(output, target, STD), expected, rtol=1e-9, atol=0)
     parts = head.nll_parts(output, target, STD)
     assert list(parts) == [field.label for field in head.fields]
-    np.testing.assert_allclose(sum(parts.values()), expected, rtol=1e-12, atol=0)
+    assert list(parts) == {"regression": ["note+velocity+time"], "categorical": ["note", "velocity+time"],
+                           "mdn": ["note", "velocity+time"]}[name]
+    np.testing.assert_allclose(sum(parts.values()), expected, rtol=1e-9, atol=0)
     spread = head.residual_std(output, target)
     assert list(spread) == ["note", "velocity", "time"]
-    np.testing.assert_allclose(list(spread.values()), list(old.residual_std_of(config, output, target).values()),
-                               rtol=1e-12)
+    rms = np.sqrt(np.mean((reference_point(name, output).astype(np.float64) - target) ** 2, axis=0))
+    np.testing.assert_allclose(list(spread.values()), rms, rtol=1e-12)
     sequence = (STD["note"], STD["velocity"], STD["time"])  # or in ``names`` order
     np.testing.assert_array_equal(head.nll(output, target, sequence), head.nll(output, target, STD))
 
@@ -174,13 +312,26 @@ def test_bins_reach_to_infinity_at_the_ends():
     np.testing.assert_allclose(high, [0.001, 0.201, np.inf, np.inf], rtol=1e-15)
 
 
+def test_normal_mass_keeps_both_tails_and_sums_to_one():
+    far_tail = 0.5 * (math.erfc(8 / math.sqrt(2)) - math.erfc(9 / math.sqrt(2)))  # Q(8) - Q(9), no cancellation
+    assert normal_mass(np.array([8.0]), np.array([9.0]))[0] == pytest.approx(far_tail, rel=1e-12, abs=0)
+    assert normal_mass(np.array([-9.0]), np.array([-8.0]))[0] == pytest.approx(far_tail, rel=1e-12, abs=0)
+    edges = np.concatenate([[-np.inf], (np.arange(127) + 0.5) / 127, [np.inf]])  # the 128 pitch bins
+    assert normal_mass((edges[:-1] - 0.4) / 0.1, (edges[1:] - 0.4) / 0.1).sum() == pytest.approx(1.0)
+
+
 def test_likelihoods_by_hand():
     """Regression: Gaussians' masses over the bins; mdn: the softmax's pitch and the mixture's joint mass."""
     phi = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))  # noqa: E731
     row = np.array([[60 / 127, 100 / 127, 0.2]])
     std = {"note": 1 / 127, "velocity": 0.1, "time": 0.2}
-    masses = (2 * phi(0.5) - 1, 2 * phi(0.5 / 127 / 0.1) - 1, phi(0.001 / 0.2) - 0.5)  # means at centres; time: low edge
-    np.testing.assert_allclose(NEW["regression"].nll(row, row, std), [-sum(map(math.log, masses))], rtol=1e-9)
+    # the means at the note's and velocity's bin centres, at the time bin's low edge
+    masses = (2 * phi(0.5) - 1, 2 * phi(0.5 / 127 / 0.1) - 1, phi(0.001 / 0.2) - 0.5)
+    expected = -sum(map(math.log, masses))
+    np.testing.assert_allclose(NEW["regression"].nll(row, row, std), [expected], rtol=1e-9)
+    # The ends of the range take the tails (the generator clips): a mean far below gives note 0 all the mass.
+    low = NEW["regression"].nll([[-20.0, 100 / 127, 0.2]], [[0.0, 100 / 127, 0.2]], std)
+    np.testing.assert_allclose(low, [expected + math.log(masses[0])], rtol=1e-9)
     # mdn, K = 2: a component tight on (0, 0) (std at the floor) and a broad one at (0.5, 0.5), equal weights.
     output = np.concatenate([np.zeros(128), [0, 0], [0, 0.5], [0, 0.5], [-30, 0], [-30, 0]])[None]
     parts = mdn_head(2).nll_parts(output, np.array([[62 / 127, 0.0, 0.0]]))
@@ -188,20 +339,45 @@ def test_likelihoods_by_hand():
     broad = phi((0.5 / 127 - 0.5) / (1 + MIXTURE_STD_FLOOR)) * phi((0.001 - 0.5) / (1 + MIXTURE_STD_FLOOR))
     np.testing.assert_allclose([parts["note"][0], parts["velocity+time"][0]],
                                [math.log(128), -math.log(0.5 * tight + 0.5 * broad)], rtol=1e-9)
+    # Probabilities, not densities: the mixture's share is never below 0 however tight a component.
+    assert parts["velocity+time"][0] >= 0
 
 
-@needs_old
+def test_metrics_by_hand():
+    head = NEW["categorical"]
+    target = np.array([[60 / 127, 100 / 127, 0.1], [61 / 127, 0.0, 0.2]], np.float32)
+    output = np.zeros((2, 130), np.float32)
+    output[0, 60] = output[1, 62] = 5.0
+    output[:, 128:] = target[:, 1:]
+    np.testing.assert_array_equal(numpy(ColumnAccuracy(head).values(target, output)), [1.0, 0.0])
+    np.testing.assert_allclose(numpy(LastSquaredError(head).values(target, output)), [0.0, (1 / 127) ** 2 / 3],
+                               rtol=1e-5)
+    np.testing.assert_array_equal(numpy(LastLoss(head).values(target, output)), numpy(head.loss(target, output)))
+    sequences = np.stack([output * 0.0, output], axis=1)  # (2, 2, 130): only the last step counts
+    np.testing.assert_array_equal(numpy(LastLoss(head).values(np.stack([target, target], 1), sequences)),
+                                  numpy(head.loss(target, output)))
+
+
 @pytest.mark.parametrize("name", list(NEW))
-def test_metrics_equal_the_old_functions(name):
+def test_metrics_follow_their_formulas(name):
     output, target = case(name, seed=7)
     head = NEW[name]
-    metrics = [(ColumnAccuracy(head), old_metrics.pitch_accuracy), (LastSquaredError(head), old_metrics.last_mse),
-               (LastLoss(head), old_metrics.last_loss)]
-    for y_true, y_pred in ((target, output), (target.reshape(4, 16, 3), output.reshape(4, 16, -1))):
-        for metric, function in metrics:
-            np.testing.assert_array_equal(numpy(metric.values(y_true, y_pred)), numpy(function(y_true, y_pred)),
-                                          err_msg=metric.name)
-    assert [metric.name for metric, _ in metrics] == ["pitch_accuracy", "last_mse", "last_loss"]
+    metrics = [ColumnAccuracy(head), LastSquaredError(head), LastLoss(head)]
+    assert [metric.name for metric in metrics] == ["pitch_accuracy", "last_mse", "last_loss"]
+    point = reference_point(name, output)
+    accuracy = (np.round(target[:, 0] * np.float32(127)) == np.round(point[:, 0] * np.float32(127)))
+    expected = [accuracy.astype(np.float32), np.mean((target - point) ** 2, axis=-1),
+                reference_loss(name, target, output)]
+    for metric, values in zip(metrics, expected):
+        np.testing.assert_allclose(numpy(metric.values(target, output)), values, rtol=2e-5, atol=1e-7,
+                                   err_msg=metric.name)
+    # Steps: the accuracy counts every step, the others the last one only.
+    steps, outputs_ = target.reshape(4, 16, 3), output.reshape(4, 16, -1)
+    np.testing.assert_array_equal(numpy(metrics[0].values(steps, outputs_)),
+                                  numpy(metrics[0].values(target, output)).reshape(4, 16))
+    for metric in metrics[1:]:
+        np.testing.assert_array_equal(numpy(metric.values(steps, outputs_)),
+                                      numpy(metric.values(steps[:, -1], outputs_[:, -1])), err_msg=metric.name)
 
 
 def tiny_model(width, seed=0):
@@ -211,25 +387,43 @@ def tiny_model(width, seed=0):
     return keras.Model(inputs, keras.layers.Dense(width)(hidden))
 
 
-@needs_old
 @pytest.mark.parametrize("name", list(NEW))
-def test_training_with_the_head_loss_and_metrics_is_bit_identical(name):
-    """Three RMSprop steps compiled with the old loss and metrics and with the new ones."""
-    head, config = NEW[name], OLD[name]
+def test_a_compiled_model_logs_the_heads_loss_and_metrics(name):
+    """What Keras logs for a batch is the mean of the formulas on the model's output."""
+    head = NEW[name]
     rng = np.random.default_rng(8)
     x, y = rng.random((4, 12, 3), dtype=np.float32), targets(rng, 48).reshape(4, 12, 3)
-    old_list = [old_metrics.pitch_accuracy, old_metrics.last_mse] + ([old_metrics.last_loss] if name != "regression"
-                                                                     else [])
-    new_list = [ColumnAccuracy(head), LastSquaredError(head)] + ([LastLoss(head)] if name != "regression" else [])
+    model = tiny_model(head.width)
+    model.compile(optimizer=keras.optimizers.RMSprop(1e-2), loss=HeadLoss(head),
+                  metrics=[ColumnAccuracy(head), LastSquaredError(head), LastLoss(head)])
+    output = numpy(model(x))
+    logs = model.test_on_batch(x, y, return_dict=True)
+    flat_y, flat_out = y.reshape(48, 3), output.reshape(48, -1)
+    point = reference_point(name, flat_out)
+    expected = {"loss": reference_loss(name, flat_y, flat_out).mean(),
+                "pitch_accuracy": np.mean(np.round(flat_y[:, 0] * 127) == np.round(point[:, 0] * 127)),
+                "last_mse": np.mean((y[:, -1] - reference_point(name, output[:, -1])) ** 2),
+                "last_loss": reference_loss(name, y[:, -1], output[:, -1]).mean()}
+    assert set(logs) == set(expected)
+    for key, value in expected.items():
+        assert logs[key] == pytest.approx(value, rel=2e-5, abs=1e-7), key
+
+
+def test_training_the_regression_head_is_bit_identical_to_the_cards_mean_squared_error():
+    """Three RMSprop steps compiled with ``"mean_squared_error"`` (the card) and with the head's loss."""
+    head = NEW["regression"]
+    rng = np.random.default_rng(8)
+    x, y = rng.random((4, 12, 3), dtype=np.float32), targets(rng, 48).reshape(4, 12, 3)
     models = []
-    for loss, metrics in ((old.head_loss(config), old_list), (HeadLoss(head), new_list)):
+    for loss in ("mean_squared_error", HeadLoss(head)):
         model = tiny_model(head.width)
-        model.compile(optimizer=keras.optimizers.RMSprop(1e-2), loss=loss, metrics=metrics)
+        model.compile(optimizer=keras.optimizers.RMSprop(1e-2), loss=loss,
+                      metrics=[ColumnAccuracy(head), LastSquaredError(head)])
         models.append((model, [model.train_on_batch(x, y, return_dict=True) for _ in range(3)]))
-    (before, old_logs), (after, new_logs) = models
-    assert old_logs == new_logs
-    for old_weight, new_weight in zip(before.get_weights(), after.get_weights()):
-        np.testing.assert_array_equal(new_weight, old_weight)
+    (card, card_logs), (after, new_logs) = models
+    assert card_logs == new_logs
+    for card_weight, new_weight in zip(card.get_weights(), after.get_weights()):
+        np.testing.assert_array_equal(new_weight, card_weight)
 
 
 # -- Bernoulli ---------------------------------------------------------------------------------------

@@ -14,16 +14,11 @@ import pretty_midi
 import pytest
 
 import generate
-from note_matrix import NoteMatrix
-from note_matrix.generation import (
-    MIN_NOTE_SECONDS,
-    generate_rows,
-    load_model,
-    playable_events,
-    valid_row,
-    write_playable,
-)
+from note_matrix.config import RunConfig
+from note_matrix.generation import generate_rows, load_model
 from note_matrix.generation.primer import read_primer
+from note_matrix.playable import MIN_NOTE_SECONDS, playable_events
+from note_matrix.representations import NoteMatrix
 from tests.midi_factory import random_song
 
 
@@ -94,38 +89,44 @@ def next_row_prediction(model, window):
     return prediction[0, -1] if prediction.ndim == 3 else prediction[0]
 
 
+def expected_row(model, head, representation, window):
+    """The row the point method writes after ``window``: the head's point row of the prediction, made valid."""
+    prediction = keras.ops.convert_to_tensor(next_row_prediction(model, window)[None])
+    point = keras.ops.convert_to_numpy(head.point(prediction))
+    return representation.valid_row(np.asarray(point)[0])
+
+
 def test_generate_rows_follows_the_window_method(trained_run, song_folder):
     representation = NoteMatrix()
     model = load_model(trained_run)
-    primer = representation.encode(song_folder / "song2.mid")[:50]
-    rows = generate_rows(model, primer, 3, representation, method="window", progress=False)
+    head = RunConfig.read(trained_run).head()
+    primer = representation.encode(song_folder / "song2.mid").steps[:50]
+    rows = generate_rows(model, primer, 3, representation, head, method="window", progress=False)
     assert rows.shape == (3, 3) and rows.dtype == np.float32
-    expected_first = valid_row(next_row_prediction(model, primer[None]), representation)
-    np.testing.assert_allclose(rows[0], expected_first, atol=1e-6)
+    np.testing.assert_allclose(rows[0], expected_row(model, head, representation, primer[None]), atol=1e-6)
     second_window = np.concatenate([primer[1:], rows[:1]])[None]
-    np.testing.assert_allclose(rows[1], valid_row(next_row_prediction(model, second_window), representation),
-                               atol=1e-6)
+    np.testing.assert_allclose(rows[1], expected_row(model, head, representation, second_window), atol=1e-6)
 
 
 def test_carried_state_is_the_default_and_starts_with_the_window_prediction(trained_run, song_folder):
     representation = NoteMatrix()
     model = load_model(trained_run)
-    primer = representation.encode(song_folder / "song2.mid")[:50]
-    rows = generate_rows(model, primer, 3, representation, progress=False)
+    head = RunConfig.read(trained_run).head()
+    primer = representation.encode(song_folder / "song2.mid").steps[:50]
+    rows = generate_rows(model, primer, 3, representation, head, progress=False)
     assert rows.shape == (3, 3) and rows.dtype == np.float32
-    np.testing.assert_allclose(rows[0], valid_row(next_row_prediction(model, primer[None]), representation),
-                               atol=1e-5)
+    np.testing.assert_allclose(rows[0], expected_row(model, head, representation, primer[None]), atol=1e-5)
     # Row 2 sees all 51 rows (primer and row 1); the window method would see the last 50.
-    np.testing.assert_allclose(rows[1], valid_row(next_row_prediction(model, np.concatenate([primer, rows[:1]])[None]),
-                                                  representation), atol=1e-5)
+    whole = np.concatenate([primer, rows[:1]])[None]
+    np.testing.assert_allclose(rows[1], expected_row(model, head, representation, whole), atol=1e-5)
 
 
 def test_valid_row_clips_rounds_and_caps_any_prediction():
     representation = NoteMatrix()
-    row = valid_row(np.array([1.7, -0.3, 0.9999]), representation)
+    row = representation.valid_row(np.array([1.7, -0.3, 0.9999]))
     assert row[0] == 1.0 and row[1] == 0.0
     assert representation.unscale_time(row[2]) == pytest.approx(4.0)
-    row = valid_row(np.array([np.nan, 61.4 / 127, 0.5]), representation)
+    row = representation.valid_row(np.array([np.nan, 61.4 / 127, 0.5]))
     assert row[0] == 0.0 and round(row[1] * 127, 4) == 61.0
 
 
@@ -136,11 +137,11 @@ def test_any_rows_become_a_playable_file(tmp_path):
     raw = rng.normal(0.5, 0.6, size=(400, 3))
     raw[::3, 1] = 0.0  # plenty of note-offs
     raw[:, 0] = rng.choice([60, 62, 64], size=400) / 127  # few pitches: many collisions
-    rows = np.stack([valid_row(r, representation) for r in raw])
+    rows = np.stack([representation.valid_row(r) for r in raw])
     out = tmp_path / "random.mid"
-    written = write_playable(rows, out, representation)
-    assert written == assert_playable(out)
-    times, pitch, velocity = playable_events(rows, representation)
+    written = representation.decode(rows, {"tempo_us_per_beat": 600_000}, out)
+    assert written == assert_playable(out, tempo=600_000)
+    times, pitch, velocity = playable_events(*representation.to_notes(rows))
     assert np.all(np.diff(times) >= 0)
     assert np.count_nonzero(velocity) == np.count_nonzero(velocity == 0)
 
@@ -157,4 +158,5 @@ def test_every_pop_file_can_prime_the_card_window(mirror):
     files = sorted((mirror / "pop").glob("*.midi"))
     for path in files:
         primer = read_primer(path, representation, 50)
-        assert primer.matrix.shape == (50, 3) and primer.tempo_us_per_beat > 0
+        assert primer.steps.ndim == 2 and len(primer.steps) >= 50 and primer.steps.dtype == np.float32
+        assert primer.steps[:50].shape == (50, 3) and primer.tempo_us_per_beat > 0

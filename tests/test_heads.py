@@ -1,36 +1,32 @@
-"""Output heads: widths, losses and likelihoods against NumPy on hand-built tensors, point
-rows, metrics, safe-mode saving, and an mdn run trained by train.py end to end."""
+"""The note matrix's heads in the network: widths and layers of the built models, the head
+chosen by name (never guessed from the output width), the categorical likelihood against
+the baselines' score, safe-mode saving, and an mdn run trained by train.py end to end.
+The fields' arithmetic (losses, points, samples, likelihoods, metrics) is in
+tests/test_fields.py."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import keras
 import numpy as np
 import pytest
 
 import train
-from models import ModelConfig, build_model, compile_model, last_loss, last_mse, pitch_accuracy
-from models.heads import (
-    HEADS,
-    MDN_STD_FLOOR,
-    HeadConfig,
-    categorical_loss,
-    head_from_width,
-    head_width,
-    mdn_loss,
-    normal_mass,
-    point_rows,
-    row_nll,
-)
+from models import ModelConfig, build_model, compile_model
+from models.fields import Head, HeadLoss, categorical_head, mdn_head, regression_head
+from note_matrix.config import RunConfig
+from note_matrix.errors import RunError
 from note_matrix.evaluation.baselines import Prediction, score
+from note_matrix.generation import check_model
+from note_matrix.representations import NoteMatrix
 
-LOG_2PI = math.log(2 * math.pi)
+REPRESENTATION = NoteMatrix()
+HEADS = REPRESENTATION.heads
 
 
-def numpy(x):
-    return np.asarray(keras.ops.convert_to_numpy(x))
+def rows(pitches, velocities, times):
+    return np.stack([np.array(pitches) / 127, np.array(velocities) / 127, np.array(times)], -1).astype(np.float32)
 
 
 def log_softmax(logits):
@@ -38,152 +34,53 @@ def log_softmax(logits):
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def gaussian_log_density(x, mean, std):
-    return -0.5 * LOG_2PI - np.log(std) - 0.5 * ((x - mean) / std) ** 2
-
-
-def rows(pitches, velocities, times):
-    return np.stack([np.array(pitches) / 127, np.array(velocities) / 127, np.array(times)], -1).astype(np.float32)
-
-
-def mdn_output(pitch_logits, weights, means_v, means_t, log_std_v, log_std_t):
-    """One mdn output row per argument row, in the documented order."""
-    return np.concatenate([pitch_logits, weights, means_v, means_t, log_std_v, log_std_t], axis=-1).astype(np.float32)
+def built(config: ModelConfig) -> tuple[keras.Model, Head]:
+    head = REPRESENTATION.head(config.head, config.mixtures)
+    return build_model(config, REPRESENTATION.inputs(), head), head
 
 
 # -- widths and the model --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("targets", ["last", "all"])
-@pytest.mark.parametrize(("head", "mixtures", "width"), [("regression", 5, 3), ("categorical", 5, 130),
-                                                        ("mdn", 5, 153), ("mdn", 2, 138)])
-def test_each_head_has_one_output_of_its_width_and_the_card_layer_names(head, mixtures, width, targets):
+@pytest.mark.parametrize(("head", "mixtures", "width", "expected"), [
+    ("regression", 5, 3, regression_head()), ("categorical", 5, 130, categorical_head()),
+    ("mdn", 5, 153, mdn_head(5)), ("mdn", 2, 138, mdn_head(2))])
+def test_each_head_has_one_output_of_its_width_and_the_card_layer_names(head, mixtures, width, expected, targets):
     config = ModelConfig(units=8, head=head, mixtures=mixtures, targets=targets)
-    assert head_width(config) == width and head_from_width(width) == HeadConfig(head, mixtures if head == "mdn" else 5)
-    model = build_model(config)
+    model, made = built(config)
+    assert made == expected and made.width == width
     assert [layer.name for layer in model.layers] == ["window", "lstm", "dropout", "dense", "activation"]
     assert len(model.outputs) == 1
     out = model(np.zeros((2, 7, 3), np.float32))
     assert out.shape == ((2, 7, width) if targets == "all" else (2, width))
+    check_model(model, made)  # the model is the head's
+
+
+def test_the_head_is_never_guessed_from_the_output_width():
+    """The width alone does not say the head: an mdn head of K = 2 is 138 wide, as is no other; but a model
+    is only ever checked against the head it was built with (a run saves it in config.json)."""
+    model, _ = built(ModelConfig(units=8, head="mdn", mixtures=2))
+    for other in (categorical_head(), mdn_head(3), regression_head()):
+        with pytest.raises(RunError, match="138 is not the run's head's"):
+            check_model(model, other)
+    # Without a head the builder makes the card's regression, as wide as its input.
+    assert build_model(ModelConfig(units=8, head="mdn")).output_shape == (None, 3)
 
 
 def test_invalid_heads_are_refused():
-    with pytest.raises(ValueError, match="head must be one of"):
-        ModelConfig(head="softmax")
+    with pytest.raises(ValueError, match="the note matrix has the heads regression, categorical, mdn, not 'softmax'"):
+        REPRESENTATION.head("softmax", 5)
     with pytest.raises(ValueError, match="mixtures"):
         ModelConfig(head="mdn", mixtures=0)
-    with pytest.raises(ValueError, match="features 3"):
-        ModelConfig(head="categorical", features=4)
-    with pytest.raises(ValueError, match="no head"):
-        head_from_width(129)
+    with pytest.raises(ValueError, match="components"):
+        REPRESENTATION.head("mdn", 0)
+    with pytest.raises(TypeError):
+        ModelConfig(head="categorical", features=4)  # the input's width is the representation's (InputSpec)
     assert HEADS == ("regression", "categorical", "mdn")
 
 
-# -- losses on hand-built tensors -----------------------------------------------------------------
-
-
-def test_categorical_loss_is_cross_entropy_plus_squared_errors():
-    rng = np.random.default_rng(0)
-    target = rows([60, 0, 127], [100, 0, 64], [0.0, 0.5, 0.9])
-    output = rng.normal(0, 2, (3, 130)).astype(np.float32)
-    expected = (-log_softmax(output[:, :128].astype(np.float64))[np.arange(3), [60, 0, 127]]
-                + (output[:, 128] - target[:, 1]) ** 2 + (output[:, 129] - target[:, 2]) ** 2)
-    np.testing.assert_allclose(numpy(categorical_loss(target, output)), expected, rtol=1e-5)
-    # Sequences: one value per step.
-    assert numpy(categorical_loss(target[None], output[None])).shape == (1, 3)
-
-
-def test_mdn_loss_is_cross_entropy_plus_mixture_nll():
-    rng = np.random.default_rng(1)
-    k = 3
-    target = rows([62, 70], [90, 0], [0.1, 0.0])
-    pitch = rng.normal(0, 1, (2, 128))
-    weights, mv, mt = rng.normal(0, 1, (2, k)), rng.random((2, k)), rng.random((2, k))
-    sv, st = rng.normal(-2, 0.5, (2, k)), rng.normal(-2, 0.5, (2, k))
-    sv[1, 0] = -30.0  # below the floor: the floor holds
-    output = mdn_output(pitch, weights, mv, mt, sv, st)
-    std_v, std_t = np.exp(sv) + MDN_STD_FLOOR, np.exp(st) + MDN_STD_FLOOR
-    joint = (log_softmax(weights) + gaussian_log_density(target[:, 1:2], mv, std_v)
-             + gaussian_log_density(target[:, 2:3], mt, std_t))
-    mixture_nll = -np.log(np.exp(joint).sum(axis=1))
-    expected = -log_softmax(pitch)[np.arange(2), [62, 70]] + mixture_nll
-    np.testing.assert_allclose(numpy(mdn_loss(target, output)), expected, rtol=1e-4)
-
-
-def test_mdn_nll_is_the_mixture_mass_of_the_velocity_level_and_time_bin():
-    k = 2
-    target = rows([62], [0], [0.0])  # a note-off in a chord: velocity 0, gap 0
-    pitch = np.zeros((1, 128))
-    # component 0: tight on (0, 0), a density of about 1e5 there; component 1: broad
-    output = mdn_output(pitch, [[0.0, 0.0]], [[0.0, 0.5]], [[0.0, 0.5]], [[-30.0, 0.0]], [[-30.0, 0.0]])
-    std = MDN_STD_FLOOR  # exp(-30) + floor
-    mass_v0 = 0.5 * (1 + math.erf((0.5 / 127) / std / math.sqrt(2)))  # P(v < 0.5/127) for the tight one
-    mass_t0 = 0.5 * (1 + math.erf(0.001 / std / math.sqrt(2)))  # P(t < 0.001)
-    broad_v = 0.5 * (1 + math.erf((0.5 / 127 - 0.5) / (1 + MDN_STD_FLOOR) / math.sqrt(2)))
-    broad_t = 0.5 * (1 + math.erf((0.001 - 0.5) / (1 + MDN_STD_FLOOR) / math.sqrt(2)))
-    expected = math.log(128) - math.log(0.5 * mass_v0 * mass_t0 + 0.5 * broad_v * broad_t)
-    np.testing.assert_allclose(row_nll(HeadConfig("mdn", k), output, target), [expected], rtol=1e-6)
-    # Probabilities, not densities: the NLL never goes below the pitch's share.
-    assert row_nll(HeadConfig("mdn", k), output, target)[0] >= math.log(128) - 1e-9
-
-
-def test_mdn_loss_stays_finite_far_from_every_component():
-    output = mdn_output(np.zeros((1, 128)), np.zeros((1, 2)), [[50.0, -50.0]], [[50.0, 50.0]], [[-20, -20]],
-                        [[-20, -20]])
-    value = numpy(mdn_loss(rows([60], [64], [0.2]), output))
-    assert np.all(np.isfinite(value)) and value[0] > 1e6  # logsumexp: no log(0)
-
-
-# -- point rows and metrics ------------------------------------------------------------------------
-
-
-def test_point_rows_per_head():
-    categorical = np.zeros((1, 130), np.float32)
-    categorical[0, 64] = 3.0
-    categorical[0, 128:] = [0.6, 0.2]
-    np.testing.assert_allclose(numpy(point_rows(HeadConfig("categorical"), categorical)), [[64 / 127, 0.6, 0.2]],
-                               rtol=1e-6)
-    pitch = np.zeros((1, 128))
-    pitch[0, 70] = 1.0
-    mdn = mdn_output(pitch, [[0.1, 2.0]], [[0.3, 0.7]], [[0.05, 0.4]], [[0, 0]], [[0, 0]])
-    np.testing.assert_allclose(numpy(point_rows(HeadConfig("mdn", 2), mdn)), [[70 / 127, 0.7, 0.4]], rtol=1e-6)
-    regression = rows([60.3], [90], [0.25])
-    np.testing.assert_array_equal(numpy(point_rows(HeadConfig(), regression)), regression)
-
-
-def test_metrics_use_the_heads_point_pitch():
-    target = rows([60, 61], [100, 0], [0.1, 0.2])
-    output = np.zeros((2, 130), np.float32)
-    output[0, 60] = output[1, 62] = 5.0
-    output[:, 128:] = target[:, 1:]
-    np.testing.assert_array_equal(numpy(pitch_accuracy(target, output)), [1.0, 0.0])
-    np.testing.assert_allclose(numpy(last_mse(target, output)), [0.0, (1 / 127) ** 2 / 3], rtol=1e-5)
-    np.testing.assert_allclose(numpy(last_loss(target, output)), numpy(categorical_loss(target, output)), rtol=1e-6)
-    sequences = np.stack([output, output * 0.0], axis=1)  # (2, 2, 130): only the last step counts
-    np.testing.assert_allclose(numpy(last_loss(np.stack([target, target], 1), sequences)),
-                               numpy(categorical_loss(target, sequences[:, -1])), rtol=1e-6)
-
-
-# -- negative log-likelihood per row ---------------------------------------------------------------
-
-
-def test_regression_nll_uses_the_gaussian_mass_of_the_pitch_bin():
-    target = rows([60], [100], [0.2])
-    std = {"note": 1 / 127, "velocity": 0.1, "time": 0.2}
-    bin_mass = math.erf(0.5 / math.sqrt(2))  # mean at the bin's centre, std one bin: P(|Z| < 0.5)
-    velocity_mass = math.erf((0.5 / 127) / 0.1 / math.sqrt(2))  # the level 100 bin, centred
-    time_mass = 0.5 * math.erf((0.001 / 0.2) / math.sqrt(2))  # the bin [0.2, 0.201), mean at its low edge
-    expected = -math.log(bin_mass) - math.log(velocity_mass) - math.log(time_mass)
-    np.testing.assert_allclose(row_nll(HeadConfig(), target, target, std), [expected], rtol=1e-6)
-    # The ends of the range take the tails (the generator clips): a mean far below gives note 0 all the mass.
-    low = row_nll(HeadConfig(), rows([-20], [100], [0.2]), rows([0], [100], [0.2]), std)
-    np.testing.assert_allclose(low, [expected + math.log(bin_mass)], rtol=1e-6)
-    # The 128 bin masses sum to 1.
-    edges = np.concatenate([[-np.inf], (np.arange(127) + 0.5) / 127, [np.inf]])
-    assert normal_mass((edges[:-1] - 0.4) / 0.1, (edges[1:] - 0.4) / 0.1).sum() == pytest.approx(1.0)
-    far_tail = 0.5 * (math.erfc(8 / math.sqrt(2)) - math.erfc(9 / math.sqrt(2)))  # Q(8) - Q(9), no cancellation
-    assert normal_mass(np.array([8.0]), np.array([9.0]))[0] == pytest.approx(far_tail, rel=1e-12, abs=0)
-    assert normal_mass(np.array([-9.0]), np.array([-8.0]))[0] == pytest.approx(far_tail, rel=1e-12, abs=0)
+# -- the likelihood against the baselines -----------------------------------------------------------
 
 
 def test_categorical_nll_agrees_with_the_baselines_score():
@@ -191,14 +88,15 @@ def test_categorical_nll_agrees_with_the_baselines_score():
     target = rows([60, 64, 0], [100, 0, 30], [0.1, 0.3, 0.0])
     output = rng.normal(0, 1.5, (3, 130)).astype(np.float32)
     std = {"note": 0.05, "velocity": 0.3, "time": 0.15}
+    head = categorical_head()
     probabilities = np.exp(log_softmax(output[:, :128].astype(np.float64)))
     rows_predicted = np.concatenate([np.zeros((3, 1)), output[:, 128:]], axis=1)
     expected = score(Prediction(rows_predicted, probabilities, 0.3, 0.15), target.astype(np.float64))["nll"]
-    assert row_nll(HeadConfig("categorical"), output, target, std).mean() == pytest.approx(expected, rel=1e-6)
+    assert head.nll(output, target, std).mean() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="calibration"):
-        row_nll(HeadConfig("categorical"), output, target, None)
-    with pytest.raises(ValueError, match="row_nll needs"):
-        row_nll(HeadConfig("categorical"), output[:, :3], target, std)
+        head.nll(output, target, None)
+    with pytest.raises(ValueError, match="nll needs"):
+        head.nll(output[:, :3], target, std)
 
 
 # -- saving ---------------------------------------------------------------------------------------
@@ -207,13 +105,15 @@ def test_categorical_nll_agrees_with_the_baselines_score():
 @pytest.mark.parametrize("head", HEADS)
 def test_each_head_trains_saves_and_loads_in_safe_mode(head, tmp_path):
     config = ModelConfig(units=8, head=head, mixtures=2, targets="all")
-    model = compile_model(build_model(config), config)
+    model, fields = built(config)
+    compile_model(model, config, fields, REPRESENTATION.metrics(head, fields))
     x = np.random.default_rng(2).random((4, 20, 3), dtype=np.float32)
     logs = model.train_on_batch(x[:, :-1], x[:, 1:], return_dict=True)
     assert all(np.isfinite(v) for v in logs.values())
-    assert {"loss", "pitch_accuracy", "last_mse"} | ({"last_loss"} if head != "regression" else set()) <= logs.keys()
+    assert set(logs) == {"loss", "pitch_accuracy", "last_mse"} | ({"last_loss"} if head != "regression" else set())
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)  # no custom_objects
+    assert isinstance(loaded.loss, HeadLoss) and loaded.loss.head == fields
     np.testing.assert_allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), rtol=1e-6, atol=1e-6)
     again = loaded.train_on_batch(x[:, :-1], x[:, 1:], return_dict=True)  # the loss came back too
     assert np.isfinite(again["loss"])
@@ -231,16 +131,20 @@ def mdn_run(song_folder, tmp_path_factory):
     return base / "logs" / "mdn"
 
 
-def test_an_mdn_run_monitors_its_last_loss_and_writes_a_calibration(mdn_run):
+def test_an_mdn_run_saves_its_head_monitors_its_last_loss_and_writes_a_calibration(mdn_run):
     config = json.loads((mdn_run / "config.json").read_text())
     assert config["train"]["model"]["head"] == "mdn" and config["train"]["model"]["mixtures"] == 2
+    assert "features" not in config["train"]["model"]
+    assert config["model"] == {"inputs": REPRESENTATION.inputs().to_json(), "head": mdn_head(2).to_json(),
+                               "monitor": "last_loss"}
+    assert RunConfig.read(mdn_run).head() == mdn_head(2)
     history = json.loads((mdn_run / "history.json").read_text())
     assert history["monitor"] == "val_last_loss"
     epochs = history["epochs"]
     np.testing.assert_allclose(epochs["val_last_loss"], epochs["val_loss"], rtol=1e-5)  # targets last: the same
     assert history["best_epoch"] == int(np.argmin(epochs["val_last_loss"]))
     calibration = json.loads((mdn_run / "calibration.json").read_text())
-    assert calibration["split"] == "validation" and calibration["rows"] > 0
+    assert calibration["split"] == "validation" and calibration["rows"] > 0 and "head" not in calibration
     assert set(calibration["residual_std"]) == {"note", "velocity", "time"}
     assert all(0 < value < 2 for value in calibration["residual_std"].values())
 
@@ -255,7 +159,10 @@ def test_resume_refuses_another_head_or_mixtures(mdn_run, capsys):
 
 
 def test_resuming_a_finished_run_without_calibration_writes_it(mdn_run):
+    written = json.loads((mdn_run / "calibration.json").read_text())
     (mdn_run / "calibration.json").unlink()
     assert train.main(["--resume", str(mdn_run), "--quiet"]) == 0  # finished: nothing to train
     calibration = json.loads((mdn_run / "calibration.json").read_text())
-    assert calibration["head"] == "mdn" and calibration["rows"] > 0
+    assert calibration["rows"] == written["rows"] > 0 and calibration["split"] == written["split"]
+    for name, value in written["residual_std"].items():  # the same best model, the same windows
+        assert calibration["residual_std"][name] == pytest.approx(value, rel=1e-5)

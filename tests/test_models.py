@@ -6,11 +6,23 @@ import keras
 import numpy as np
 import pytest
 
-from models import ModelConfig, build_model, compile_model, pitch_accuracy
+from models import HeadLoss, ModelConfig, build_model, compile_model
+from models.fields import regression_head
+from models.head_metrics import ColumnAccuracy
+from note_matrix.representations import NoteMatrix
+
+REPRESENTATION = NoteMatrix()
+
+
+def compiled(config: ModelConfig = ModelConfig()):
+    """``config``'s note-matrix network, compiled as train.py compiles it."""
+    head = REPRESENTATION.head(config.head, config.mixtures)
+    model = build_model(config, REPRESENTATION.inputs(), head)
+    return compile_model(model, config, head, REPRESENTATION.metrics(config.head, head))
 
 
 def test_default_is_exactly_the_card_network():
-    model = compile_model(build_model())
+    model = compiled()
     kinds = [(type(layer).__name__, layer.name) for layer in model.layers]
     assert kinds == [("InputLayer", "window"), ("LSTM", "lstm"), ("Dropout", "dropout"),
                      ("Dense", "dense"), ("Activation", "activation")]
@@ -21,7 +33,18 @@ def test_default_is_exactly_the_card_network():
     assert activation.activation is keras.activations.linear
     assert isinstance(model.optimizer, keras.optimizers.RMSprop)
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-4)
-    assert model.loss == "mean_squared_error"
+    # The card's mean squared error: the regression head's loss, exactly.
+    assert isinstance(model.loss, HeadLoss) and model.loss.head == regression_head()
+    rng = np.random.default_rng(3)
+    y_true, y_pred = rng.random((16, 3), dtype=np.float32), rng.random((16, 3), dtype=np.float32)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.loss(y_true, y_pred)),
+                                  keras.ops.convert_to_numpy(keras.losses.MeanSquaredError()(y_true, y_pred)))
+    assert [metric.name for metric in REPRESENTATION.metrics("regression", model.loss.head)] == [
+        "pitch_accuracy", "last_mse"]
+    # Without a head, the builder makes the same network.
+    bare = build_model()
+    assert [(type(layer).__name__, layer.name) for layer in bare.layers] == kinds
+    assert bare.output_shape == model.output_shape == (None, 3)
 
 
 def test_lstm_stays_cudnn_eligible():
@@ -54,11 +77,12 @@ def test_invalid_config_is_refused():
 def test_pitch_accuracy_rounds_to_midi_notes():
     y_true = np.array([[60 / 127, 0.5, 0.1], [64 / 127, 0.5, 0.1], [0.0, 0.0, 0.0]], np.float32)
     y_pred = np.array([[60.4 / 127, 0.9, 0.9], [64.6 / 127, 0.5, 0.1], [0.3 / 127, 0.0, 0.0]], np.float32)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(pitch_accuracy(y_true, y_pred)), [1.0, 0.0, 1.0])
+    accuracy = ColumnAccuracy(regression_head())  # the regression head's point is the row itself
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(accuracy.values(y_true, y_pred)), [1.0, 0.0, 1.0])
 
 
 def _save_load_step(tmp_path, config):
-    model = compile_model(build_model(config), config)
+    model = compiled(config)
     rng = np.random.default_rng(0)
     x = rng.random((4, 50, 3), dtype=np.float32)
     y = rng.random((4, 3), dtype=np.float32)

@@ -22,7 +22,7 @@ WINDOW = 10
 def windows(song_folder, count=3):
     """Sliding windows of ``WINDOW`` rows and the row after each, from the first songs."""
     representation = NoteMatrix()
-    arrays = [representation.encode(song_folder / f"song{i}.mid") for i in range(count)]
+    arrays = [representation.encode(song_folder / f"song{i}.mid").steps for i in range(count)]
     x = np.stack([a[i : i + WINDOW] for a in arrays for i in range(len(a) - WINDOW)])
     y = np.stack([a[i + WINDOW] for a in arrays for i in range(len(a) - WINDOW)])
     return x, y, arrays[0][:WINDOW]
@@ -30,7 +30,16 @@ def windows(song_folder, count=3):
 
 def tiny_model():
     config = ModelConfig(units=8, targets="last", dropout_rate=0.5)
-    return compile_model(build_model(config), config)
+    rep = NoteMatrix()
+    head = rep.head(config.head, config.mixtures)
+    return compile_model(build_model(config, rep.inputs(), head), config, head, rep.metrics(config.head, head))
+
+
+def sample_logger(run_dir, primer, tempo_us_per_beat=500_000, **options):
+    """A ``SampleLogger`` for the card's regression head and note matrix."""
+    rep = NoteMatrix()
+    return SampleLogger(run_dir, primer, rep, rep.head("regression", 1), {"tempo_us_per_beat": tempo_us_per_beat},
+                        **options)
 
 
 def fit(x, y, epochs, callbacks=()):
@@ -48,7 +57,7 @@ def read_events(folder):
 
 def test_samples_reach_tensorboard_at_the_right_epochs(song_folder, tmp_path):
     x, y, primer = windows(song_folder)
-    logger = SampleLogger(tmp_path, primer, NoteMatrix(), every=2, length=40, tempo_us_per_beat=600_000)
+    logger = sample_logger(tmp_path, primer, every=2, length=40, tempo_us_per_beat=600_000)
     fit(x, y, epochs=5, callbacks=[logger])
     events = read_events(tmp_path / "validation")
     # every 2 epochs: after epochs 2 and 4 (steps 1, 3), and after the last one (step 4)
@@ -71,14 +80,14 @@ def test_samples_reach_tensorboard_at_the_right_epochs(song_folder, tmp_path):
 
 def test_the_last_epoch_is_not_logged_twice(song_folder, tmp_path):
     x, y, primer = windows(song_folder, count=1)
-    fit(x, y, epochs=2, callbacks=[SampleLogger(tmp_path, primer, NoteMatrix(), every=1, length=10)])
+    fit(x, y, epochs=2, callbacks=[sample_logger(tmp_path, primer, every=1, length=10)])
     assert [image.step for image in read_events(tmp_path / "validation").Images(PIANO_ROLL_TAG)] == [0, 1]
 
 
 def test_sampling_does_not_change_training(song_folder, tmp_path):
     x, y, primer = windows(song_folder, count=2)
     plain = fit(x, y, epochs=3)
-    logged = fit(x, y, epochs=3, callbacks=[SampleLogger(tmp_path, primer, NoteMatrix(), every=1, length=30)])
+    logged = fit(x, y, epochs=3, callbacks=[sample_logger(tmp_path, primer, every=1, length=30)])
     assert len(read_events(tmp_path / "validation").Images(PIANO_ROLL_TAG)) == 3
     for a, b in zip(plain.get_weights(), logged.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -86,9 +95,9 @@ def test_sampling_does_not_change_training(song_folder, tmp_path):
 
 def test_sample_logger_checks_its_arguments(tmp_path):
     with pytest.raises(ValueError, match="primer"):
-        SampleLogger(tmp_path, np.zeros((5, 4)), NoteMatrix())
+        sample_logger(tmp_path, np.zeros((5, 4)))
     with pytest.raises(ValueError, match="positive"):
-        SampleLogger(tmp_path, np.zeros((5, 3)), NoteMatrix(), every=0)
+        sample_logger(tmp_path, np.zeros((5, 3)), every=0)
 
 
 def test_loss_curve_is_a_png(tmp_path):

@@ -11,7 +11,10 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
-from models import ModelConfig, build_model, compile_model, last_mse, pitch_accuracy
+from models import ModelConfig, build_model, compile_model
+from models.fields import regression_head
+from models.head_metrics import ColumnAccuracy, LastSquaredError
+from note_matrix.representations import NoteMatrix
 from note_matrix.training import TrainConfig
 from note_matrix.training.windows import WindowBatches, WindowIndex
 
@@ -56,6 +59,7 @@ def test_last_mse_scores_only_the_row_after_the_window():
     y_pred[:, :2] = 5.0  # errors before the last step do not count
     y_pred[0, 2] = [0.3, 0.0, 0.0]
     y_pred[1, 2] = [0.0, 0.6, 0.3]
+    last_mse = LastSquaredError(regression_head()).values
     np.testing.assert_allclose(keras.ops.convert_to_numpy(last_mse(y_true, y_pred)), [0.03, 0.15], rtol=1e-6)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(last_mse(y_true[:, -1], y_pred[:, -1])), [0.03, 0.15],
                                rtol=1e-6)
@@ -64,12 +68,16 @@ def test_last_mse_scores_only_the_row_after_the_window():
 def test_pitch_accuracy_scores_every_step():
     y_true = np.full((1, 2, 3), 60 / 127, np.float32)
     y_pred = np.array([[[60.2 / 127, 0, 0], [61 / 127, 0, 0]]], np.float32)
+    pitch_accuracy = ColumnAccuracy(regression_head()).values
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(pitch_accuracy(y_true, y_pred)), [[1.0, 0.0]])
 
 
 def test_an_all_targets_model_trains_saves_and_loads(tmp_path):
     config = ModelConfig(units=8, targets="all")
-    model = compile_model(build_model(config), config)
+    representation = NoteMatrix()
+    head = representation.head(config.head, config.mixtures)
+    model = compile_model(build_model(config, representation.inputs(), head), config, head,
+                          representation.metrics(config.head, head))
     x = np.random.default_rng(1).random((4, 50, 3), dtype=np.float32)
     logs = model.train_on_batch(x[:, :-1], x[:, 1:], return_dict=True)
     assert {"loss", "last_mse", "pitch_accuracy"} <= logs.keys()

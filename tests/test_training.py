@@ -29,8 +29,15 @@ def _events(folder):
 def test_run_folder_holds_config_model_split_and_history(trained_run, song_folder):
     config = json.loads((trained_run / "config.json").read_text())
     assert config["train"]["model"] == {
-        "cell": "lstm", "units": 8, "layers": 1, "dropout_rate": 0.75, "features": 3,
+        "cell": "lstm", "units": 8, "layers": 1, "dropout_rate": 0.75,
         "head": "regression", "mixtures": 5, "learning_rate": 1e-4, "targets": "all",
+    }
+    # what the network reads and predicts (the 3 features the model config used to hold), as built
+    representation = NoteMatrix()
+    assert config["model"] == {
+        "inputs": {"kind": "continuous", "width": 3, "vocabulary": 0, "embedding": 0},
+        "head": representation.head("regression", 5).to_json(),
+        "monitor": "last_mse",
     }
     assert config["train"]["window_length"] == 50 and config["train"]["epochs"] == 2
     assert config["train"]["batch_size"] == 32
@@ -140,7 +147,7 @@ def test_best_epoch_is_kept_and_patience_stops_training(song_folder, tmp_path):
     model = keras.saving.load_model(run / "model.keras")
     split = json.loads((run / "split.json").read_text())
     representation = NoteMatrix()
-    index = WindowIndex([representation.encode(song_folder / key) for key in split["validation"]], 50)
+    index = WindowIndex([representation.encode(song_folder / key).steps for key in split["validation"]], 50)
     x, y = index.batch(np.arange(len(index)))
     saved_loss = float(np.mean((model.predict(x, verbose=0) - y) ** 2))
     assert saved_loss == pytest.approx(min(val_loss), rel=1e-4)

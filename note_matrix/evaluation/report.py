@@ -61,7 +61,7 @@ def verdict(result: dict) -> list[str]:
     for item in result["not_beaten"]:
         if item["model"] is None and item["score"] == "nll":
             continue  # the model has no NLL: not a loss, nothing to compare
-        by_baseline.setdefault(item["baseline"], []).append(SCORE_NAMES[item["score"]])
+        by_baseline.setdefault(item["baseline"], []).append(SCORE_NAMES.get(item["score"], item["score"]))
     if not by_baseline:
         return [f"The {model} beats every baseline on every score."]
     return [f"The {model} does not beat the {name} on {_join(keys)}." for name, keys in by_baseline.items()]

@@ -17,12 +17,13 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from models.builder import InputSpec
-from models.fields import Head
+if TYPE_CHECKING:  # Keras loads only when a model is built or run
+    from models.config import InputSpec
+    from models.head import Head
 
 
 @dataclass(frozen=True)

@@ -21,17 +21,18 @@ the gap capped at ``MAX_GENERATED_GAP_SECONDS``.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
-from keras import ops
 
-from models.builder import InputSpec
-from models.fields import Head, categorical_head, mdn_head, regression_head
-from models.head_metrics import ColumnAccuracy, LastLoss, LastSquaredError
+from models.config import InputSpec
 from note_matrix.errors import MidiError
 from note_matrix.midi import DEFAULT_TEMPO_US_PER_BEAT, DEFAULT_TICKS_PER_BEAT, NoteEvents, read_midi, write_midi
 from note_matrix.playable import write_playable
 from note_matrix.representations.base import Encoded, Representation, ScoreColumn
+
+if TYPE_CHECKING:
+    from models.head import Head
 
 TIME_SCALE_SECONDS = 0.25
 ONSET_TOLERANCE_SECONDS = 1e-3  # the largest onset drift a float32 matrix may introduce
@@ -145,6 +146,8 @@ class NoteMatrix(Representation):
         return InputSpec("continuous", 3)
 
     def head(self, name: str, mixtures: int) -> Head:
+        from models.fields import categorical_head, mdn_head, regression_head
+
         if name == "regression":
             return regression_head()
         if name == "categorical":
@@ -155,6 +158,8 @@ class NoteMatrix(Representation):
 
     def metrics(self, head_name: str, head: Head) -> list:
         """Pitch accuracy and the card's squared error after the window; the other heads' own loss too."""
+        from models.head_metrics import ColumnAccuracy, LastLoss, LastSquaredError
+
         metrics = [ColumnAccuracy(head, column=0, scale=float(MIDI_MAX), name="pitch_accuracy"), LastSquaredError(head)]
         return metrics if head_name == "regression" else [*metrics, LastLoss(head)]
 
@@ -177,6 +182,8 @@ class NoteMatrix(Representation):
         return np.concatenate([grid, np.minimum(row[..., 2:], self.max_time_value())], axis=-1)
 
     def valid_steps(self, steps):
+        from keras import ops
+
         steps = ops.clip(ops.nan_to_num(ops.cast(steps, "float32"), nan=0.0), 0.0, 1.0)
         levels = ops.cast(ops.round(steps[..., :2] * float(MIDI_MAX)), "int32")
         grid = ops.take(ops.convert_to_tensor(MIDI_GRID), levels, axis=0)

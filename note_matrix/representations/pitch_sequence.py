@@ -13,11 +13,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from keras import ops
 
-from models.builder import InputSpec
-from models.fields import Categorical, Head
-from models.head_metrics import ColumnAccuracy, LastLoss
+from models.config import InputSpec
 from note_matrix.errors import MidiError
 from note_matrix.midi import DEFAULT_TEMPO_US_PER_BEAT, DEFAULT_TICKS_PER_BEAT, read_midi
 from note_matrix.playable import write_playable
@@ -67,15 +64,21 @@ class PitchSequence(Representation):
     def inputs(self) -> InputSpec:
         return InputSpec("tokens", 1, vocabulary=VOCABULARY, embedding=self.embedding)
 
-    def head(self, name: str, mixtures: int) -> Head:
+    def head(self, name: str, mixtures: int):
+        from models.fields import Categorical, Head
+
         if name != "categorical":
             raise ValueError(f"{self.name} has the head categorical only, not {name!r}")
         return Head((Categorical("pitch", VOCABULARY, scale=1.0),))
 
-    def metrics(self, head_name: str, head: Head) -> list:
+    def metrics(self, head_name: str, head) -> list:
+        from models.head_metrics import ColumnAccuracy, LastLoss
+
         return [ColumnAccuracy(head, column=0, scale=1.0, name="accuracy"), LastLoss(head)]
 
     def valid_steps(self, steps):
+        from keras import ops
+
         return ops.cast(ops.clip(ops.round(ops.cast(steps, "float32")), 0.0, float(END)), "int32")
 
     def to_json(self) -> dict:
