@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import train
 from models import ModelConfig, build_model
+import models.head_metrics  # noqa: F401  (registers the loss and metrics a checkpoint is compiled with)
 from note_matrix import runs
 from note_matrix.training.tensorboard import SummaryWriter, discard_events_after
 from tests.midi_factory import random_song

@@ -17,13 +17,15 @@ from PIL import Image
 import generate
 import train
 from models import ModelConfig, build_model
-from models.heads import HEADS, HeadConfig, draw_noise, noise_width, point_rows, sample_categorical, sample_rows
-from note_matrix import NoteMatrix
-from note_matrix.generation import MIDI_GRID, Sampling, generate_rows, valid_row, write_playable
-from note_matrix.training import calibrate
+from models.fields import sample_categorical
+from note_matrix.calibration import calibrate
+from note_matrix.generation import Sampling, generate_rows
+from note_matrix.representations import NoteMatrix
+from note_matrix.representations.note_matrix import MIDI_GRID
 from tests.test_generate import assert_playable
 
 REPRESENTATION = NoteMatrix()
+HEADS = REPRESENTATION.heads
 STD = {"note": 0.05, "velocity": 0.2, "time": 0.1}
 
 
@@ -36,10 +38,8 @@ def softmax(logits):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def random_output(head: HeadConfig, rows: int, seed: int = 0) -> np.ndarray:
-    from models.heads import head_width
-
-    return np.random.default_rng(seed).normal(0.4, 1.0, (rows, head_width(head))).astype(np.float32)
+def random_output(head, rows: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.4, 1.0, (rows, head.width)).astype(np.float32)
 
 
 # -- the draws ---------------------------------------------------------------------------------------
@@ -78,109 +78,119 @@ def test_top_k_draws_among_the_k_most_likely_only():
     assert edges.tolist() == [int(logits.argmax())] * 2
 
 
-@pytest.mark.parametrize("head", [HeadConfig("regression"), HeadConfig("categorical"), HeadConfig("mdn", 3)])
-def test_temperature_towards_zero_is_the_point_row(head):
+@pytest.mark.parametrize("name", HEADS)
+def test_temperature_towards_zero_is_the_point_row(name):
+    head = REPRESENTATION.head(name, 3)
     output = random_output(head, 64)
-    noise = draw_noise(head, np.random.default_rng(3), (64,))
-    point = numpy(point_rows(head, output))
-    tiny = numpy(sample_rows(head, output, noise, temperature=1e-6, top_k=None, residual_std=STD))
-    np.testing.assert_array_equal(tiny[:, 0] if head.head != "regression" else np.round(tiny[:, 0] * 127),
-                                  point[:, 0] if head.head != "regression" else np.round(point[:, 0] * 127))
+    noise = head.draw_noise(np.random.default_rng(3), (64,))
+    point = numpy(head.point(output))
+    tiny = numpy(head.sample(output, noise, temperature=1e-6, top_k=None, spread=STD))
+    np.testing.assert_array_equal(tiny[:, 0] if name != "regression" else np.round(tiny[:, 0] * 127),
+                                  point[:, 0] if name != "regression" else np.round(point[:, 0] * 127))
     np.testing.assert_allclose(tiny, point, atol=1e-5)
-    zero = numpy(sample_rows(head, output, noise, temperature=0.0, residual_std=STD))
+    zero = numpy(head.sample(output, noise, temperature=0.0, spread=STD))
     np.testing.assert_array_equal(zero, point)
 
 
 def test_regression_and_categorical_noise_is_temperature_times_the_calibrated_std():
     std = np.array([STD["note"], STD["velocity"], STD["time"]], np.float32)
-    head = HeadConfig("regression")
-    output, noise = random_output(head, 10), draw_noise(head, np.random.default_rng(4), (10,))
-    sampled = numpy(sample_rows(head, output, noise, temperature=1.5, residual_std=STD))
+    head = REPRESENTATION.head("regression", 3)
+    output, noise = random_output(head, 10), head.draw_noise(np.random.default_rng(4), (10,))
+    sampled = numpy(head.sample(output, noise, temperature=1.5, spread=STD))
     np.testing.assert_allclose(sampled - output, 1.5 * std * noise, atol=1e-5)
-    head = HeadConfig("categorical")
-    output, noise = random_output(head, 10), draw_noise(head, np.random.default_rng(5), (10,))
-    sampled = numpy(sample_rows(head, output, noise, temperature=0.5, residual_std=STD))
+    head = REPRESENTATION.head("categorical", 3)
+    output, noise = random_output(head, 10), head.draw_noise(np.random.default_rng(5), (10,))
+    sampled = numpy(head.sample(output, noise, temperature=0.5, spread=STD))
     np.testing.assert_allclose(sampled[:, 1:] - output[:, 128:], 0.5 * std[1:] * noise[:, 1:], atol=1e-5)
     np.testing.assert_allclose(sampled[:, 0] * 127, np.round(sampled[:, 0] * 127), atol=1e-4)  # a MIDI note
 
 
 def test_mdn_picks_components_by_weight_and_scales_their_spread():
-    head = HeadConfig("mdn", 2)
+    head = REPRESENTATION.head("mdn", 2)
     n = 4000
     output = np.zeros((n, 128 + 10), np.float32)
     output[:, 128:130] = np.log([0.25, 0.75])  # mixture weights
     output[:, 130:132] = [0.2, 0.8]  # velocity means
     output[:, 132:134] = [0.1, 0.5]  # time means
     output[:, 134:138] = np.log(0.01)  # every std 0.01 (+ the floor)
-    noise = draw_noise(head, np.random.default_rng(6), (n,))
+    noise = head.draw_noise(np.random.default_rng(6), (n,))
     noise[:, 1] = (np.arange(n) + 0.5) / n  # exact quantiles for the component
-    sampled = numpy(sample_rows(head, output, noise, temperature=1.0))
+    sampled = numpy(head.sample(output, noise, temperature=1.0))
     second = sampled[:, 1] > 0.5
     assert second.mean() == pytest.approx(0.75, abs=1e-3)
     np.testing.assert_allclose(sampled[second, 2].mean(), 0.5, atol=2e-3)
     np.testing.assert_allclose(sampled[second, 1].std(), 0.011, rtol=0.1)
-    hot = numpy(sample_rows(head, output, noise, temperature=2.0))
+    hot = numpy(head.sample(output, noise, temperature=2.0))
     np.testing.assert_allclose(hot[hot[:, 1] > 0.5, 1].std(), 0.022, rtol=0.1)
 
 
 def test_noise_widths_and_uniforms_in_zero_one():
     for name, width in (("regression", 3), ("categorical", 3), ("mdn", 4)):
-        noise = draw_noise(HeadConfig(name), np.random.default_rng(0), (5, 7))
-        assert noise.shape == (5, 7, width) == (5, 7, noise_width(HeadConfig(name))) and noise.dtype == np.float32
-    uniforms = draw_noise(HeadConfig("mdn"), np.random.default_rng(0), (10_000,))[:, :2]
+        head = REPRESENTATION.head(name, 5)
+        noise = head.draw_noise(np.random.default_rng(0), (5, 7))
+        assert noise.shape == (5, 7, width) == (5, 7, head.noise_width) and noise.dtype == np.float32
+    uniforms = REPRESENTATION.head("mdn", 5).draw_noise(np.random.default_rng(0), (10_000,))[:, :2]
     assert uniforms.min() > 0 and uniforms.max() <= 1
 
 
 # -- generation with sampling ------------------------------------------------------------------------
 
 
-def tiny(head: str, targets: str = "last") -> keras.Model:
+def tiny(name: str, targets: str = "last"):
+    """A tiny untrained model of the head ``name`` (3 mixtures) and that head."""
     keras.utils.set_random_seed(0)
-    return build_model(ModelConfig(units=8, head=head, mixtures=3, targets=targets))
+    head = REPRESENTATION.head(name, 3)
+    return build_model(ModelConfig(units=8, head=name, mixtures=3, targets=targets), REPRESENTATION.inputs(),
+                       head), head
 
 
 def primers(count: int = 2, rows: int = 6) -> np.ndarray:
-    return valid_row(np.random.default_rng(1).random((count, rows, 3)), REPRESENTATION)
+    return REPRESENTATION.valid_row(np.random.default_rng(1).random((count, rows, 3)))
 
 
 @pytest.mark.parametrize("head", HEADS)
 def test_a_seed_repeats_a_piece_and_another_seed_changes_it(head):
-    model = tiny(head)
+    model, fields = tiny(head)
     sampling = Sampling(1.0, None, 7, STD)
-    first = generate_rows(model, primers(), 40, REPRESENTATION, sampling=sampling, progress=False)
-    again = generate_rows(model, primers(), 40, REPRESENTATION, sampling=sampling, progress=False)
-    other = generate_rows(model, primers(), 40, REPRESENTATION, sampling=Sampling(1.0, None, 8, STD), progress=False)
+    first = generate_rows(model, primers(), 40, REPRESENTATION, fields, sampling=sampling, progress=False)
+    again = generate_rows(model, primers(), 40, REPRESENTATION, fields, sampling=sampling, progress=False)
+    other = generate_rows(model, primers(), 40, REPRESENTATION, fields, sampling=Sampling(1.0, None, 8, STD),
+                          progress=False)
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
-    argmax = generate_rows(model, primers(), 40, REPRESENTATION, sampling=Sampling(0.0), progress=False)
-    np.testing.assert_array_equal(argmax, generate_rows(model, primers(), 40, REPRESENTATION, progress=False))
+    argmax = generate_rows(model, primers(), 40, REPRESENTATION, fields, sampling=Sampling(0.0), progress=False)
+    np.testing.assert_array_equal(argmax, generate_rows(model, primers(), 40, REPRESENTATION, fields, progress=False))
 
 
 @pytest.mark.parametrize("targets", ["last", "all"])
 def test_top_1_without_spread_is_argmax_at_any_temperature(targets):
-    model = tiny("categorical", targets)
-    hot = generate_rows(model, primers(), 50, REPRESENTATION, sampling=Sampling(50.0, 1, 4, (0.0, 0.0, 0.0)),
+    model, head = tiny("categorical", targets)
+    no_spread = {"note": 0.0, "velocity": 0.0, "time": 0.0}
+    hot = generate_rows(model, primers(), 50, REPRESENTATION, head, sampling=Sampling(50.0, 1, 4, no_spread),
                         progress=False)
-    np.testing.assert_array_equal(hot, generate_rows(model, primers(), 50, REPRESENTATION, progress=False))
+    np.testing.assert_array_equal(hot, generate_rows(model, primers(), 50, REPRESENTATION, head, progress=False))
 
 
 @pytest.mark.parametrize("head", HEADS)
 def test_wild_samples_still_make_valid_rows_and_a_playable_file(head, tmp_path):
-    model = tiny(head, targets="all")
-    rows = generate_rows(model, primers(1, 8)[0], 300, REPRESENTATION, sampling=Sampling(20.0, None, 1, STD),
+    model, fields = tiny(head, targets="all")
+    rows = generate_rows(model, primers(1, 8)[0], 300, REPRESENTATION, fields, sampling=Sampling(20.0, None, 1, STD),
                          progress=False)
     assert np.all(np.isin(rows[:, :2], MIDI_GRID)) and np.all((rows[:, 2] >= 0) & (rows[:, 2] <= 1))
-    write_playable(rows, tmp_path / "wild.mid", REPRESENTATION)
+    assert REPRESENTATION.decode(rows, {}, tmp_path / "wild.mid") > 0
     assert_playable(tmp_path / "wild.mid")
 
 
 def test_a_sampling_head_without_calibration_is_refused():
     from note_matrix.errors import RunError
 
+    model, head = tiny("categorical")
     with pytest.raises(RunError, match="calibration.json"):
-        generate_rows(tiny("categorical"), primers(), 3, REPRESENTATION, sampling=Sampling(1.0), progress=False)
+        generate_rows(model, primers(), 3, REPRESENTATION, head, sampling=Sampling(1.0), progress=False)
     # The mdn head's spread is its own.
-    generate_rows(tiny("mdn"), primers(), 3, REPRESENTATION, sampling=Sampling(1.0), progress=False)
+    model, head = tiny("mdn")
+    assert generate_rows(model, primers(), 3, REPRESENTATION, head, sampling=Sampling(1.0), progress=False).shape == (
+        2, 3, 3)
 
 
 # -- calibration -----------------------------------------------------------------------------------
@@ -188,10 +198,11 @@ def test_a_sampling_head_without_calibration_is_refused():
 
 def test_training_writes_a_calibration_and_calibrate_recomputes_it(trained_run, song_folder, tmp_path):
     written = json.loads((trained_run / "calibration.json").read_text())
-    assert written["split"] == "validation" and written["head"] == "regression"
+    assert written["split"] == "validation" and "head" not in written  # the run's head is in config.json
     split = json.loads((trained_run / "split.json").read_text())
     # One row per sliding validation window: the row after it.
-    assert written["rows"] == sum(len(REPRESENTATION.encode(song_folder / key)) - 50 for key in split["validation"])
+    assert written["rows"] == sum(len(REPRESENTATION.encode(song_folder / key).steps) - 50
+                                  for key in split["validation"])
     std = written["residual_std"]
     assert set(std) == {"note", "velocity", "time"} and all(0 < v < 1 for v in std.values())
     run = tmp_path / "run"
@@ -237,7 +248,7 @@ def test_a_categorical_run_samples_by_default_and_its_seed_repeats_the_file(cate
     for name in "abc":
         assert_playable(tmp_path / f"{name}.mid")
     # The done-criterion of the heads: sampled pitches do not collapse to one repeated note.
-    pitches = REPRESENTATION.encode(tmp_path / "a.mid")[:, 0]
+    pitches = REPRESENTATION.encode(tmp_path / "a.mid").steps[:, 0]
     assert len(np.unique(pitches)) >= 5
 
 
@@ -252,8 +263,8 @@ def test_argmax_is_temperature_zero_and_top_k_one(categorical_run, song_folder, 
     assert (tmp_path / "zero.mid").read_bytes() == argmax
     # The first row sees the same primer either way: top-1 draws the argmax pitch. (Later rows may part:
     # velocity and time are still sampled, and fed back.)
-    top1 = REPRESENTATION.encode(tmp_path / "top1.mid")
-    assert top1[0, 0] == REPRESENTATION.encode(tmp_path / "argmax.mid")[0, 0]
+    top1 = REPRESENTATION.encode(tmp_path / "top1.mid").steps
+    assert top1[0, 0] == REPRESENTATION.encode(tmp_path / "argmax.mid").steps[0, 0]
 
 
 def test_a_regression_run_is_deterministic_unless_given_a_temperature(trained_run, song_folder, tmp_path, capsys):
@@ -270,7 +281,7 @@ def test_a_regression_run_is_deterministic_unless_given_a_temperature(trained_ru
     capsys.readouterr()
     assert _generate(trained_run, song, tmp_path / "k.mid", "--top-k", "5") == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "--top-k" in error and "regression" in error
+    assert error.count("\n") == 1 and "--top-k" in error and "tiny's head has no categorical field" in error
 
 
 def test_generate_computes_a_missing_calibration(trained_run, song_folder, tmp_path, capsys):

@@ -14,6 +14,7 @@ import train
 from models import ModelConfig, build_model, compile_model
 from models.fields import regression_head
 from models.head_metrics import ColumnAccuracy, LastSquaredError
+from note_matrix.config import RunConfig
 from note_matrix.representations import NoteMatrix
 from note_matrix.training import TrainConfig
 from note_matrix.training.windows import WindowBatches, WindowIndex
@@ -164,10 +165,16 @@ def test_last_targets_train_the_card_way_and_resume_refuses_other_targets(song_f
     assert error.count("\n") == 1 and "targets saved 'last', given 'all'" in error
 
 
-def test_runs_saved_before_targets_existed_read_as_last_row_runs():
-    saved = TrainConfig().to_json()
-    del saved["model"]["targets"]
-    del saved["distribute"]
-    config = TrainConfig.from_json(saved)
-    assert config.model.targets == "last" and config.distribute == "none"
+def test_runs_saved_before_targets_existed_read_as_last_row_runs(trained_run, tmp_path):
+    """A config.json from before ``targets`` (and ``distribute``, the representation interface) existed:
+    the model had ``features``, no ``targets``, and there was no top-level ``model`` entry."""
+    saved = json.loads((trained_run / "config.json").read_text())
+    del saved["model"], saved["train"]["representation"], saved["train"]["distribute"]
+    del saved["train"]["model"]["targets"]
+    saved["train"]["model"]["features"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = RunConfig.read(tmp_path)
+    assert config.train.model.targets == "last" and config.train.distribute == "none"
+    assert config.train.representation == "note_matrix" and config.head() == regression_head()
+    assert config.model.monitor == "last_mse"
     assert TrainConfig().model.targets == "all"  # what new runs get

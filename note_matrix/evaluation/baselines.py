@@ -17,7 +17,7 @@ Scores (``score``): mean squared error per column (note, velocity, time, in the 
 note, is the true one), and where a predictor gives a distribution, the negative
 log-likelihood per row in nats: ``-log P(pitch) - log P(velocity) - log P(time)``, each
 column as a discrete value (the pitch one of 128 notes, velocity one of 128 levels, time
-one of 1,000 bins of the time column; ``models.heads.row_nll``), so every head and
+one of 1,000 bins of the time column; ``models.head.Head.nll``), so every head and
 baseline lands on one table and no density can grow without bound on the many rows whose
 velocity or gap is exactly 0.
 """
@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.fields import PROBABILITY_FLOOR, bin_mass
 
 VELOCITY_BINS = ("levels", 127)  # as the note matrix's Gaussian field scores them (models.fields)
 TIME_BINS = ("uniform", 1000)
@@ -65,6 +64,8 @@ def target_rows(arrays: list[np.ndarray], window: int) -> tuple[np.ndarray, np.n
 
 def score(prediction: Prediction, target: np.ndarray) -> dict[str, float | None]:
     """The scores of the module docstring for ``prediction`` against ``target`` rows."""
+    from models.fields import PROBABILITY_FLOOR, bin_mass  # keras.ops inside: loaded only when scoring
+
     error = (np.asarray(prediction.rows, np.float64) - target) ** 2
     result: dict[str, float | None] = {f"mse_{name}": float(error[:, i].mean()) for i, name in enumerate(COLUMNS)}
     result["mse"] = float(error.mean())
@@ -146,6 +147,8 @@ class TokenBaselines:
 
     @staticmethod
     def score(probabilities: np.ndarray | None, predicted: np.ndarray, target: np.ndarray) -> dict:
+        from models.fields import PROBABILITY_FLOOR
+
         nll = None
         if probabilities is not None:
             nll = float(np.mean(-np.log(np.maximum(probabilities[np.arange(len(target)), target], PROBABILITY_FLOOR))))

@@ -14,7 +14,7 @@ Dropout | Dense | Activation | TimeDistributed(one of these) ...``, with the las
 recurrent layer returning the last output or the whole sequence. Dropout is the identity
 at inference. Anything else is refused with a ``RunError`` naming the layer, so the
 caller can fall back to the window method. The output may be wider than a row (the
-head's width, ``models.heads``).
+head's width, ``models.fields``).
 
 Sampling hook: ``generate(..., noise=)`` takes random numbers ``(N, length,
 noise_width)``, drawn outside the compiled loop from a seeded NumPy generator;

@@ -13,6 +13,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+import models.head  # noqa: F401  (registers HeadLoss: checkpoints load compiled)
+import models.head_metrics  # noqa: F401  (registers the metrics)
 from note_matrix import runs
 from note_matrix.training.tensorboard import TensorBoardLogger
 
