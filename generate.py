@@ -116,7 +116,7 @@ def sampling_temperature(args: argparse.Namespace, head) -> float:
 def build_sampling(args: argparse.Namespace, head, run_dir: Path):
     """The ``generation.Sampling`` of the flags for ``head``, or None for the deterministic steps."""
     from note_matrix import generation
-    from note_matrix.calibration import calibrate, read_calibration
+    from note_matrix.calibration import read_calibration
 
     if args.top_k is not None and head.top_k_limit is None:
         raise RunError(f"--top-k draws among the most likely classes, and {run_dir.name}'s head has no "
@@ -129,6 +129,8 @@ def build_sampling(args: argparse.Namespace, head, run_dir: Path):
         calibration = read_calibration(run_dir, head.spread_names)
         if calibration is None:
             print(f"note: {run_dir} has no {runs.CALIBRATION_FILE}; computing it from the validation split")
+            from note_matrix.training import calibrate
+
             calibration = calibrate(run_dir, verbose=0)
         residual_std = calibration["residual_std"]
     seed = args.random_seed if args.random_seed is not None else secrets.randbelow(2**32)

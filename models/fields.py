@@ -39,59 +39,20 @@ import numpy as np
 from keras import ops
 
 from models.head import Field, Head, HeadLoss, check_count, check_names  # noqa: F401 (Head, HeadLoss: exported)
+from models.likelihood import (  # noqa: F401 (PROBABILITY_FLOOR, bin_edges, normal_mass: exported)
+    BIN_KINDS,
+    PROBABILITY_FLOOR,
+    bin_edges,
+    bin_mass,
+    log_softmax,
+    neg_log,
+    normal_mass,
+)
 
-PROBABILITY_FLOOR = 1e-12  # -log P is at most 27.6 nats a field
-GAUSSIAN_STD_FLOOR = 1e-6
 MIXTURE_STD_FLOOR = 1e-3  # matrix units: a velocity step is 1/127 = 0.0079
 MIXTURE_MAX_LOG_STD = 5.0
 LOG_2PI = math.log(2 * math.pi)
-BIN_KINDS = ("levels", "uniform")
 REDUCTIONS = ("mean", "sum")
-
-
-# -- NumPy: probabilities of binned values ----------------------------------------------------
-
-_ERFC = np.vectorize(math.erfc, otypes=[np.float64])
-
-
-def normal_mass(low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """``P(low < Z < high)`` for a standard normal Z, without cancellation in either tail."""
-    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
-    root2 = math.sqrt(2.0)
-    upper = 0.5 * (_ERFC(low / root2) - _ERFC(high / root2))  # Q(low) - Q(high): exact for low > 0
-    lower = 0.5 * (_ERFC(-high / root2) - _ERFC(-low / root2))  # Phi(high) - Phi(low)
-    return np.where(low > 0, upper, lower)
-
-
-def bin_edges(bins: tuple[str, int], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The edges ``(low, high)`` of the bin each value falls in: ``("levels", L)``, the
-    values ``k / L`` with bins ``[(k - 0.5) / L, (k + 0.5) / L]``; ``("uniform", B)``, ``B``
-    equal bins of [0, 1). The first and last bins reach to -inf and +inf."""
-    kind, count = bins
-    values = np.asarray(values, np.float64)
-    if kind == "levels":
-        level = np.clip(np.rint(values * count), 0, count)
-        low, high, last = (level - 0.5) / count, (level + 0.5) / count, count
-    else:
-        level = np.clip(np.floor(values * count), 0, count - 1)
-        low, high, last = level / count, (level + 1) / count, count - 1
-    return np.where(level == 0, -np.inf, low), np.where(level == last, np.inf, high)
-
-
-def bin_mass(bins: tuple[str, int], target: np.ndarray, mean: np.ndarray, std) -> np.ndarray:
-    """The mass of Gaussians ``(mean, std)`` over each target's bin (``bin_edges``)."""
-    low, high = bin_edges(bins, target)
-    std = np.maximum(np.asarray(std, np.float64), GAUSSIAN_STD_FLOOR)
-    return normal_mass((low - mean) / std, (high - mean) / std)
-
-
-def neg_log(probability: np.ndarray) -> np.ndarray:
-    return -np.log(np.maximum(probability, PROBABILITY_FLOOR))
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def spread_of(spread, names: tuple[str, ...]) -> tuple[float, ...]:
@@ -333,30 +294,3 @@ def field_from_json(data) -> Field:
         return FIELDS[data["field"]](**options)
     except TypeError as error:
         raise ValueError(f"not a {data['field']} field: {error}") from None
-
-
-# -- the note matrix's heads ------------------------------------------------------------------------
-
-NOTE_MATRIX_COLUMNS = ("note", "velocity", "time")
-MIDI_NOTES = 128
-NOTE_BINS = ("levels", 127)  # the 128 MIDI levels k / 127
-TIME_BINS = ("uniform", 1000)  # the time column [0, 1) in bins of 0.001
-
-
-def regression_head() -> Head:
-    """The card's: the row itself, mean squared error (width 3)."""
-    return Head((Gaussian(NOTE_MATRIX_COLUMNS, (NOTE_BINS, NOTE_BINS, TIME_BINS), "mean"),))
-
-
-def _pitch() -> Categorical:
-    return Categorical("note", MIDI_NOTES, scale=127.0)
-
-
-def categorical_head() -> Head:
-    """128 pitch logits (cross-entropy), velocity and time regressed (summed squared errors): width 130."""
-    return Head((_pitch(), Gaussian(("velocity", "time"), (NOTE_BINS, TIME_BINS), "sum")))
-
-
-def mdn_head(mixtures: int) -> Head:
-    """128 pitch logits and a ``mixtures``-component mixture over (velocity, time): width 128 + 5K."""
-    return Head((_pitch(), Mixture(("velocity", "time"), mixtures, (NOTE_BINS, TIME_BINS))))

@@ -234,10 +234,7 @@ class Head:
     def nll(self, output, target, spread=None) -> np.ndarray:
         """Negative log-likelihood per row, in nats: the sum of ``nll_parts``, ``(rows,)`` float64."""
         parts = list(self.nll_parts(output, target, spread).values())
-        total = parts[0]
-        for part in parts[1:]:
-            total = total + part
-        return total
+        return sum(parts[1:], parts[0])
 
     def residual_std(self, outputs, targets) -> dict[str, float]:
         """Root mean square of ``point(outputs) - targets`` per column, ``{name: value}``: the

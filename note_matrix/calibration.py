@@ -78,22 +78,3 @@ def write_calibration(run_dir: Path, model: keras.Model, head, data, *, verbose:
         spread = ", ".join(f"{name} {value:.4f}" for name, value in calibration["residual_std"].items())
         print(f"calibration: residual std {spread} on {len(targets)} {split} windows -> {runs.CALIBRATION_FILE}")
     return calibration
-
-
-def calibrate(run_dir: str | Path, *, verbose: int = 0) -> dict:
-    """Compute and write ``calibration.json`` for the finished (or stopped) run in ``run_dir``.
-
-    Reads the run's dataset again (cached), checks it is the run's own (as ``--resume``
-    does) and scores the best model on the validation windows. ``RunError`` without a
-    model or if the dataset changed; ``DatasetError`` if it cannot be read.
-    """
-    from note_matrix.config import RunConfig
-    from note_matrix.run_data import prepare
-    from note_matrix.training.fit import refuse_changed_data
-
-    run_dir = Path(run_dir)
-    saved = RunConfig.read(run_dir)
-    model = runs.load_model(run_dir)
-    data = prepare(saved.train, saved.build_representation(), progress=verbose > 0)
-    refuse_changed_data(run_dir, saved, data)
-    return write_calibration(run_dir, model, saved.head(), data, verbose=verbose)

@@ -128,11 +128,6 @@ class RunConfig:
 
         return Head.from_json(self.model.head)
 
-    def inputs(self):
-        from models import InputSpec
-
-        return InputSpec(**self.model.inputs)
-
     def build_representation(self):
         from note_matrix import representations
 
@@ -203,7 +198,6 @@ def _fill_legacy(data, path: Path):
         model = train["model"] = dict(model)
         if model.pop("features") != 3:
             raise RunError(f"{path}: a run of {model} with other than 3 features is not one this version reads")
-        model.setdefault("targets", "last")  # runs before targets existed trained on the last row only
     if "model" not in data and isinstance(model, dict):
         from note_matrix import representations
 

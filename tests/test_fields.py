@@ -26,15 +26,13 @@ from models.fields import (
     HeadLoss,
     Mixture,
     bin_edges,
-    categorical_head,
     field_from_json,
-    mdn_head,
     normal_mass,
-    regression_head,
     sample_categorical,
 )
 from models.head_metrics import ColumnAccuracy, LastLoss, LastSquaredError
 from note_matrix.representations import NoteMatrix
+from note_matrix.representations.note_matrix import categorical_head, mdn_head, regression_head
 
 MIXTURES = 3
 NEW = {"regression": regression_head(), "categorical": categorical_head(), "mdn": mdn_head(MIXTURES)}

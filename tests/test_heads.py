@@ -14,7 +14,8 @@ import pytest
 
 import train
 from models import ModelConfig, build_model, compile_model
-from models.fields import Head, HeadLoss, categorical_head, mdn_head, regression_head
+from models.fields import Head, HeadLoss
+from note_matrix.representations.note_matrix import categorical_head, mdn_head, regression_head
 from note_matrix.config import RunConfig
 from note_matrix.errors import RunError
 from note_matrix.evaluation.baselines import Prediction, score

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models import HeadLoss, ModelConfig, build_model, compile_model
-from models.fields import regression_head
+from note_matrix.representations.note_matrix import regression_head
 from models.head_metrics import ColumnAccuracy
 from note_matrix.representations import NoteMatrix
 

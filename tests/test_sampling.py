@@ -18,7 +18,7 @@ import generate
 import train
 from models import ModelConfig, build_model
 from models.fields import sample_categorical
-from note_matrix.calibration import calibrate
+from note_matrix.training import calibrate
 from note_matrix.generation import Sampling, generate_rows
 from note_matrix.representations import NoteMatrix
 from note_matrix.representations.note_matrix import MIDI_GRID

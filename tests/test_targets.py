@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import train
 from models import ModelConfig, build_model, compile_model
-from models.fields import regression_head
+from note_matrix.representations.note_matrix import regression_head
 from models.head_metrics import ColumnAccuracy, LastSquaredError
 from note_matrix.config import RunConfig
 from note_matrix.representations import NoteMatrix

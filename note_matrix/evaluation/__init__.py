@@ -31,7 +31,7 @@ from note_matrix.evaluation.scores import (
 )
 
 __all__ = [
-    "PITCH_CLASSES", "PREDICT_BATCH_SIZE", "SCORE_NAMES", "STATISTIC_LABELS",
-    "best_per_column", "calibration", "compare_generated", "evaluate_test", "format_generated",
-    "format_test", "model_label", "not_beaten", "outside_training_range", "predict_outputs", "read_notes", "require_test_files", "save", "verdict",
+    "PITCH_CLASSES", "PREDICT_BATCH_SIZE", "SCORE_NAMES", "STATISTIC_LABELS", "best_per_column", "calibration",
+    "compare_generated", "evaluate_test", "format_generated", "format_test", "model_label", "not_beaten",
+    "outside_training_range", "predict_outputs", "read_notes", "require_test_files", "save", "verdict",
 ]

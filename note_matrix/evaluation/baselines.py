@@ -28,24 +28,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.likelihood import PROBABILITY_FLOOR, bin_mass, neg_log
+from note_matrix.representations.note_matrix import MIDI_MAX, MIDI_NOTES, NOTE_BINS, TIME_BINS, NoteMatrix
 
-VELOCITY_BINS = ("levels", 127)  # as the note matrix's Gaussian field scores them (models.fields)
-TIME_BINS = ("uniform", 1000)
+
 
 
 def midi_pitch(note: np.ndarray) -> np.ndarray:
     """The note column (pitch / 127) as MIDI notes 0..127 (int64)."""
-    return np.clip(np.rint(np.asarray(note, np.float64) * 127.0), 0, 127).astype(np.int64)
+    return np.clip(np.rint(np.asarray(note, np.float64) * MIDI_MAX), 0, MIDI_MAX).astype(np.int64)
 
-MIDI_NOTES = 128
-COLUMNS = ("note", "velocity", "time")
+COLUMNS = NoteMatrix.columns
 
 
 @dataclass(frozen=True)
 class Prediction:
     """Predicted rows ``(rows, 3)``; optionally pitch probabilities ``(rows, 128)`` and
     standard deviations of Gaussians around the predicted velocity and time (scalars or
-    ``(rows,)``), which give each a probability over its bins (``models.fields.bin_edges``)."""
+    ``(rows,)``), which give each a probability over its bins (``models.likelihood.bin_edges``)."""
 
     rows: np.ndarray
     pitch_probabilities: np.ndarray | None = None
@@ -64,8 +64,6 @@ def target_rows(arrays: list[np.ndarray], window: int) -> tuple[np.ndarray, np.n
 
 def score(prediction: Prediction, target: np.ndarray) -> dict[str, float | None]:
     """The scores of the module docstring for ``prediction`` against ``target`` rows."""
-    from models.fields import PROBABILITY_FLOOR, bin_mass  # keras.ops inside: loaded only when scoring
-
     error = (np.asarray(prediction.rows, np.float64) - target) ** 2
     result: dict[str, float | None] = {f"mse_{name}": float(error[:, i].mean()) for i, name in enumerate(COLUMNS)}
     result["mse"] = float(error.mean())
@@ -74,7 +72,7 @@ def score(prediction: Prediction, target: np.ndarray) -> dict[str, float | None]
     if prediction.pitch_probabilities is not None and prediction.velocity_std is not None:
         probabilities = [
             prediction.pitch_probabilities[np.arange(len(target)), midi_pitch(target[:, 0])],
-            bin_mass(VELOCITY_BINS, target[:, 1], prediction.rows[:, 1], prediction.velocity_std),
+            bin_mass(NOTE_BINS, target[:, 1], prediction.rows[:, 1], prediction.velocity_std),
             bin_mass(TIME_BINS, target[:, 2], prediction.rows[:, 2], prediction.time_std),
         ]
         result["nll"] = float(sum(-np.log(np.maximum(p, PROBABILITY_FLOOR)) for p in probabilities).mean())
@@ -141,17 +139,14 @@ class TokenBaselines:
     marginal: np.ndarray  # (classes,)
 
     @classmethod
-    def fit(cls, training: list[np.ndarray], head) -> TokenBaselines:
-        classes = head.width
+    def fit(cls, training: list[np.ndarray], classes: int) -> TokenBaselines:
         return cls(*markov_chain([np.asarray(array[:, 0], np.int64) for array in training], classes))
 
     @staticmethod
     def score(probabilities: np.ndarray | None, predicted: np.ndarray, target: np.ndarray) -> dict:
-        from models.fields import PROBABILITY_FLOOR
-
         nll = None
         if probabilities is not None:
-            nll = float(np.mean(-np.log(np.maximum(probabilities[np.arange(len(target)), target], PROBABILITY_FLOOR))))
+            nll = float(np.mean(neg_log(probabilities[np.arange(len(target)), target])))
         return {"accuracy": float(np.mean(predicted == target)), "nll": nll}
 
     def score_all(self, arrays: list[np.ndarray], window: int) -> dict[str, dict]:

@@ -97,10 +97,11 @@ class Representation(ABC):
         return {"accuracy": float(np.mean(np.all(np.rint(points) == targets, axis=-1)))}
 
     def baselines(self, training: list[np.ndarray]):
-        """Predictors fitted on the training arrays, with ``score_all(arrays, window)``."""
+        """Predictors fitted on the training arrays, with ``score_all(arrays, window)``: for
+        token steps, repeat, unigram and Markov chain over the input's vocabulary."""
         from note_matrix.evaluation.baselines import TokenBaselines
 
-        return TokenBaselines.fit(training, self.head(self.heads[0], 1))
+        return TokenBaselines.fit(training, self.inputs().vocabulary)
 
     # -- saving ------------------------------------------------------------------------
     @abstractmethod

@@ -38,6 +38,9 @@ TIME_SCALE_SECONDS = 0.25
 ONSET_TOLERANCE_SECONDS = 1e-3  # the largest onset drift a float32 matrix may introduce
 MIDI_MAX = 127
 MAX_GENERATED_GAP_SECONDS = 4.0  # a generated silence longer than this is shortened to it
+MIDI_NOTES = MIDI_MAX + 1
+NOTE_BINS = ("levels", MIDI_MAX)  # note and velocity as discrete values: the 128 MIDI levels k / 127
+TIME_BINS = ("uniform", 1000)  # the time column [0, 1) in bins of 0.001
 
 # k / 127 as the note matrix stores it (float64 division, then float32). Rounded values are
 # looked up here rather than divided, so NumPy and compiled code (where XLA may turn a
@@ -146,8 +149,6 @@ class NoteMatrix(Representation):
         return InputSpec("continuous", 3)
 
     def head(self, name: str, mixtures: int) -> Head:
-        from models.fields import categorical_head, mdn_head, regression_head
-
         if name == "regression":
             return regression_head()
         if name == "categorical":
@@ -193,9 +194,7 @@ class NoteMatrix(Representation):
     def point_scores(self, points: np.ndarray, targets: np.ndarray) -> dict[str, float]:
         from note_matrix.evaluation.baselines import Prediction, score
 
-        scores = score(Prediction(points), targets)
-        del scores["nll"]
-        return scores
+        return score(Prediction(points), targets)
 
     def baselines(self, training: list[np.ndarray]):
         from note_matrix.evaluation.baselines import Baselines
@@ -232,3 +231,32 @@ def matrix_to_midi(matrix: np.ndarray, path: str | os.PathLike, *,
                    ticks_per_beat: int = DEFAULT_TICKS_PER_BEAT) -> None:
     """Write a note matrix as a type 0 MIDI file, one message per row (onsets to the nearest tick)."""
     NoteMatrix().write_exact(matrix, path, tempo_us_per_beat=tempo_us_per_beat, ticks_per_beat=ticks_per_beat)
+
+
+# -- the heads (models.fields; imported when a head is asked for, so reading files needs no Keras) --
+
+def regression_head() -> Head:
+    """The card's: the row itself, mean squared error (width 3)."""
+    from models.fields import Gaussian, Head
+
+    return Head((Gaussian(NoteMatrix.columns, (NOTE_BINS, NOTE_BINS, TIME_BINS), "mean"),))
+
+
+def _pitch():
+    from models.fields import Categorical
+
+    return Categorical("note", MIDI_NOTES, scale=float(MIDI_MAX))
+
+
+def categorical_head() -> Head:
+    """128 pitch logits (cross-entropy), velocity and time regressed (summed squared errors): width 130."""
+    from models.fields import Gaussian, Head
+
+    return Head((_pitch(), Gaussian(("velocity", "time"), (NOTE_BINS, TIME_BINS), "sum")))
+
+
+def mdn_head(mixtures: int) -> Head:
+    """128 pitch logits and a ``mixtures``-component mixture over (velocity, time): width 128 + 5K."""
+    from models.fields import Head, Mixture
+
+    return Head((_pitch(), Mixture(("velocity", "time"), mixtures, (NOTE_BINS, TIME_BINS))))

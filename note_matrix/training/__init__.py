@@ -6,6 +6,7 @@ from note_matrix.config import DEFAULT_TARGETS, TrainConfig
 from note_matrix.training.fit import (
     RESUMABLE_CHANGES,
     TrainResult,
+    calibrate,
     refuse_changed_data,
     resume,
     resume_config,
@@ -14,5 +15,5 @@ from note_matrix.training.fit import (
     window_batches,
 )
 
-__all__ = ["DEFAULT_TARGETS", "RESUMABLE_CHANGES", "TrainConfig", "TrainResult", "refuse_changed_data", "resume",
-           "resume_config", "run_config", "train", "window_batches"]
+__all__ = ["DEFAULT_TARGETS", "RESUMABLE_CHANGES", "TrainConfig", "TrainResult", "calibrate", "refuse_changed_data",
+           "resume", "resume_config", "run_config", "train", "window_batches"]

@@ -165,8 +165,6 @@ def _resume(run_dir: Path, config: TrainConfig, distribution: Distribution, verb
               f"To train longer: python train.py --resume {run_dir} --epochs <more than {done}>")
     if finished:
         if distribution.is_chief and (run_dir / runs.MODEL_FILE).is_file() and not (run_dir / runs.CALIBRATION_FILE).is_file():
-            from note_matrix.calibration import calibrate
-
             calibrate(run_dir, verbose=verbose)  # a run that finished before calibration existed
         return TrainResult(run_dir, checkpoint["history"], {}, epochs_trained=0)
     data = prepare(config, _representation(config), progress=verbose > 0)
@@ -191,6 +189,21 @@ def refuse_changed_data(run_dir: Path, saved: RunConfig, data: RunData) -> None:
     split = runs.read_json(run_dir / runs.SPLIT_FILE) or {}
     if any(split.get(part) != data.split[part] for part in data.split):
         raise RunError(f"{run_dir}: the train/validation/test split would differ from {runs.SPLIT_FILE}")
+
+
+def calibrate(run_dir: str | Path, *, verbose: int = 0) -> dict:
+    """Compute and write ``calibration.json`` for the finished (or stopped) run in ``run_dir``.
+
+    Reads the run's dataset again (cached), checks it is the run's own (as ``--resume``
+    does) and scores the best model on the validation windows. ``RunError`` without a
+    model or if the dataset changed; ``DatasetError`` if it cannot be read.
+    """
+    run_dir = Path(run_dir)
+    saved = RunConfig.read(run_dir)
+    model = runs.load_model(run_dir)
+    data = prepare(saved.train, saved.build_representation(), progress=verbose > 0)
+    refuse_changed_data(run_dir, saved, data)
+    return write_calibration(run_dir, model, saved.head(), data, verbose=verbose)
 
 
 def window_batches(config: TrainConfig, data: RunData) -> tuple[WindowBatches, WindowBatches | None]:

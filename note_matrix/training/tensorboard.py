@@ -23,7 +23,6 @@ it was in the middle of), so no step is shown twice.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
