@@ -15,7 +15,7 @@ import typing
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from models import ModelConfig
+from models import InputSpec, ModelConfig
 from note_matrix import runs
 from note_matrix.errors import RunError
 
@@ -124,21 +124,40 @@ class RunConfig:
         runs.write_json(Path(run_dir) / runs.CONFIG_FILE, self.to_json())
 
     def head(self):
+        """The run's ``models.Head`` (loads Keras); ``RunError`` naming the field if it is not one."""
         from models.fields import Head
 
-        return Head.from_json(self.model.head)
+        try:
+            return Head.from_json(self.model.head)
+        except ValueError as error:
+            raise RunError(f"{self._source()}: field model.head: {error}") from None
 
     def build_representation(self):
+        """The run's representation; ``RunError`` naming the field if it is not one."""
         from note_matrix import representations
 
-        return representations.from_json(self.representation)
+        try:
+            return representations.from_json(self.representation)
+        except ValueError as error:
+            raise RunError(f"{self._source()}: field representation: {error}") from None
+
+    def _source(self) -> str:
+        return getattr(self, "source", runs.CONFIG_FILE)
 
     @classmethod
     def read(cls, run_dir: str | Path) -> RunConfig:
-        """The run's ``config.json``, validated (one ``RunError`` line naming the field if not)."""
+        """The run's ``config.json``, validated: one ``RunError`` line naming the file and the
+        field for anything unknown, missing or mistyped, the representation and the input
+        included (the head is checked when it is built, ``head``, as that loads Keras)."""
         path = Path(run_dir) / runs.CONFIG_FILE
-        data = runs.read_config(run_dir)
-        return load(cls, _fill_legacy(data, path), str(path))
+        config = load(cls, _fill_legacy(runs.read_config(run_dir), path), str(path))
+        object.__setattr__(config, "source", str(path))  # not a field: never written
+        config.build_representation()
+        try:
+            InputSpec(**config.model.inputs)
+        except (TypeError, ValueError) as error:
+            raise RunError(f"{path}: field model.inputs: {error}") from None
+        return config
 
 
 # -- reading JSON into dataclasses ---------------------------------------------------------------

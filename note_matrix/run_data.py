@@ -39,14 +39,11 @@ class RunData:
     run_dir: Path | None = None
     config: RunConfig | None = None
     notes: list[str] = field(default_factory=list)
+    dataset: str = ""  # the name or folder the files came from, as given
 
     def part(self, name: str) -> list[np.ndarray]:
         """The encoded files of split part ``name``."""
         return [self.arrays[key] for key in self.split[name]]
-
-    @property
-    def dataset(self) -> str:
-        return self.config.train.dataset if self.config else self.files.name
 
 
 def _encode(files: DatasetFiles, representation: Representation, data_dir: Path, window_length: int, *,
@@ -81,7 +78,7 @@ def prepare(config: TrainConfig, representation: Representation, *, progress: bo
         encoded = _encode(files, representation, data_dir, config.window_length, progress=progress,
                           workers=config.workers)
     return RunData(files, split, representation, config.window_length, data_dir, dict(encoded.arrays),
-                   dict(encoded.skipped), encoded.total_files, encoded.fingerprint)
+                   dict(encoded.skipped), encoded.total_files, encoded.fingerprint, dataset=config.dataset)
 
 
 def open_run(run_dir: str | Path, *, dataset: str | None = None, data_dir: str | Path | None = None) -> RunData:
@@ -105,12 +102,9 @@ def open_run(run_dir: str | Path, *, dataset: str | None = None, data_dir: str |
         raise DatasetError(f"{run_dir}: the run's dataset cannot be read: {error}; {_fix(name)}") from None
     if config.train.max_files is not None:  # the files training encoded, so the cache's manifest stays as it is
         files.keys = files.keys[: config.train.max_files]
-    try:
-        representation = config.build_representation()
-    except ValueError as error:
-        raise RunError(f"{run_dir / runs.CONFIG_FILE}: {error}") from None
-    return RunData(files, {p: list(split[p]) for p in PARTS}, representation, config.train.window_length,
-                   Path(data_dir or config.train.data_dir), run_dir=run_dir, config=config)
+    return RunData(files, {p: list(split[p]) for p in PARTS}, config.build_representation(),
+                   config.train.window_length, Path(data_dir or config.train.data_dir), run_dir=run_dir, config=config,
+                   dataset=name)
 
 
 def _fix(dataset: str) -> str:

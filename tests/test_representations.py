@@ -10,6 +10,7 @@ import mido
 import numpy as np
 import pytest
 
+from models.head_metrics import ColumnAccuracy, LastSquaredError
 from note_matrix import representations
 from note_matrix.config import RunConfig
 from note_matrix.errors import RunError
@@ -112,19 +113,17 @@ def test_run_config_from_before_the_interface_loads_with_recorded_defaults(train
     (lambda c: c["train"].update(colour="red"), "unknown field train.colour"),
     (lambda c: c["train"]["model"].update(units=2.5), "field train.model.units must be int"),
     (lambda c: c.pop("dataset"), "missing field dataset"),
-    (lambda c: c.update(representation={"name": "nope"}), None),
+    (lambda c: c.update(representation={"name": "nope"}), "field representation: unknown representation 'nope'"),
+    (lambda c: c["model"]["inputs"].update(kind="sound"), "field model.inputs: input kind must be one of"),
+    (lambda c: c["model"].update(head=[{"field": "gaussian", "names": ["note"], "bins": []}]), "field model.head"),
 ])
 def test_tampered_run_config_is_refused_with_one_line(trained_run, tmp_path, change, message):
     config = _config(trained_run)
     change(config)
     folder = _write(tmp_path / "bad", config)
-    if message is None:  # an unknown representation is refused when it is built
-        with pytest.raises(ValueError, match="unknown representation 'nope'"):
-            RunConfig.read(folder).build_representation()
-        return
     with pytest.raises(RunError, match=message) as error:
-        RunConfig.read(folder)
-    assert "config.json" in str(error.value) and "\n" not in str(error.value)
+        RunConfig.read(folder).head()
+    assert str(folder / "config.json") in str(error.value) and "\n" not in str(error.value)
 
 
 def test_a_json_list_is_not_a_run_config(tmp_path):
@@ -133,3 +132,47 @@ def test_a_json_list_is_not_a_run_config(tmp_path):
     (folder / "config.json").write_text("[1, 2]")
     with pytest.raises(RunError, match="must be a JSON object"):
         RunConfig.read(folder)
+
+
+def test_a_run_checkpointed_before_the_field_heads_resumes(song_folder, tmp_path):
+    """A checkpoint compiled with the old registered functions (``note_matrix>pitch_accuracy``,
+    ``note_matrix>last_mse``, the card's "mean_squared_error") beside an old config.json
+    resumes in a fresh process, its history keeping its keys."""
+    import keras
+
+    import train
+    from note_matrix.representations.note_matrix import regression_head
+
+    logs = tmp_path / "logs"
+    assert train.main(["--dataset", str(song_folder), "--data-dir", str(tmp_path / "data"), "--logdir", str(logs),
+                       "--run-name", "old", "--units", "8", "--epochs", "1", "--sample-every", "0", "--quiet"]) == 0
+    run = logs / "old"
+    checkpoint = json.loads((run / "checkpoint.json").read_text())
+    head = regression_head()
+    accuracy, squared_error = ColumnAccuracy(head), LastSquaredError(head)
+
+    @keras.saving.register_keras_serializable(package="note_matrix", name="pitch_accuracy")
+    def pitch_accuracy(y_true, y_pred):
+        return accuracy.values(y_true, y_pred)
+
+    @keras.saving.register_keras_serializable(package="note_matrix", name="last_mse")
+    def last_mse(y_true, y_pred):
+        return squared_error.values(y_true, y_pred)
+
+    model = keras.saving.load_model(run / checkpoint["model"])
+    model.compile(optimizer=keras.optimizers.RMSprop(1e-4), loss="mean_squared_error",
+                  metrics=[pitch_accuracy, last_mse])
+    window = np.zeros((2, 50, 3), np.float32)
+    model.train_on_batch(window, window)  # the optimizer's variables, as a real checkpoint has them
+    model.save(run / checkpoint["model"])
+    assert "note_matrix>pitch_accuracy" in (run / checkpoint["model"]).read_bytes().decode("latin-1")
+
+    old = _config(run)
+    del old["model"], old["train"]["representation"]
+    old["train"]["model"]["features"] = 3
+    (run / "config.json").write_text(json.dumps(old))
+
+    resumed = _run("tensorflow", "train.py", "--resume", str(run), "--epochs", "2", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    history = json.loads((run / "history.json").read_text())["epochs"]
+    assert len(history["loss"]) == 2 and len(history["val_last_mse"]) == 2 and len(history["pitch_accuracy"]) == 2

@@ -30,15 +30,7 @@ def format_test(result: dict, run_dir: str | Path = "") -> str:
             mark = "*" if name in best.get(key, ()) else " "
             cells.append((text + mark).rjust(width))
         lines.append(name.ljust(name_width) + "".join(cells))
-    if "pitch_accuracy" in {key for key, *_ in columns}:
-        lines += [
-            "",
-            "* best in its column. MSE in note-matrix units ([0, 1] per column); pitch acc.: share of rows whose pitch,",
-            "rounded to a MIDI note, is right; NLL/row: negative log-likelihood in nats per row, -log P(pitch) - log",
-            "p(velocity) - log p(time), where the predictor gives a distribution ('-': none).",
-        ]
-    else:
-        lines += ["", "* best in its column. NLL/step: negative log-likelihood in nats per step ('-': none)."]
+    lines += ["", *result["legend"]]
     std, where = result.get("residual_std"), result.get("residual_std_source", "")
     if std is not None or result["head"] == "regression":  # a head with Gaussian fields
         spread = ", ".join(f"{k} {v:.4f}" for k, v in std.items()) if std else "none"

@@ -107,6 +107,7 @@ def evaluate_test(data: RunData, model, *, batch_size: int = PREDICT_BATCH_SIZE)
         "residual_std": std,
         "residual_std_source": std_source,
         "columns": [[c.key, c.header, c.higher_is_better, c.form] for c in columns],
+        "legend": list(representation.score_legend),
         "scores": scores,
         "best": best_per_column(scores, columns),
         "not_beaten": not_beaten(scores, model_label(head_name), columns),

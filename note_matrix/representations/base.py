@@ -91,6 +91,9 @@ class Representation(ABC):
 
     # -- evaluation ------------------------------------------------------------------
     score_columns: ClassVar[tuple[ScoreColumn, ...]] = (ScoreColumn("accuracy", "accuracy", True), NLL_COLUMN)
+    score_legend: ClassVar[tuple[str, ...]] = (
+        "* best in its column. NLL/step: negative log-likelihood in nats per step ('-': none).",
+    )
 
     def point_scores(self, points: np.ndarray, targets: np.ndarray) -> dict[str, float]:
         """Scores of point predictions ``(rows, columns)`` against targets: here, exact-step accuracy."""

@@ -62,6 +62,11 @@ class NoteMatrix(Representation):
         ScoreColumn("pitch_accuracy", "pitch acc.", True),
         ScoreColumn("nll", "NLL/row", False),
     )
+    score_legend = (
+        "* best in its column. MSE in note-matrix units ([0, 1] per column); pitch acc.: share of rows whose pitch,",
+        "rounded to a MIDI note, is right; NLL/row: negative log-likelihood in nats per row, -log P(pitch) - log",
+        "p(velocity) - log p(time), where the predictor gives a distribution ('-': none).",
+    )
 
     def __init__(
         self,

@@ -14,16 +14,44 @@ import keras
 import numpy as np
 
 import models.head  # noqa: F401  (registers HeadLoss: checkpoints load compiled)
-import models.head_metrics  # noqa: F401  (registers the metrics)
+from models.head_metrics import ColumnAccuracy, LastLoss, LastSquaredError
 from note_matrix import runs
 from note_matrix.training.tensorboard import TensorBoardLogger
 
 
-def load_checkpoint(run_dir: Path, checkpoint: dict) -> keras.Model:
-    """The checkpointed model, with its optimizer and dropout random state (under a strategy: in its scope)."""
-    model = keras.saving.load_model(run_dir / checkpoint["model"])
+def load_checkpoint(run_dir: Path, checkpoint: dict, head) -> keras.Model:
+    """The checkpointed model, with its optimizer and dropout random state (under a strategy: in its scope).
+
+    ``head``: the run's; a checkpoint written before the field heads names its loss and
+    metrics as plain functions, which are computed by ``head`` (the same numbers).
+    """
+    model = keras.saving.load_model(run_dir / checkpoint["model"], custom_objects=_legacy_objects(head))
     restore_seed_states(model, checkpoint["seed_generators"])
     return model
+
+
+def _legacy_objects(head) -> dict:
+    """The registered names of the loss and metric functions that checkpoints from before the
+    field heads were compiled with (``note_matrix>pitch_accuracy``, ...), each computed by
+    ``head`` under the same name, so the history keeps its keys."""
+    functions = {
+        "pitch_accuracy": ColumnAccuracy(head).values,
+        "last_mse": LastSquaredError(head).values,
+        "last_loss": LastLoss(head).values,
+        "categorical_loss": head.loss,
+        "mdn_loss": head.loss,
+    }
+    # Checkpoints of the old code name them "note_matrix>NAME"; one that the resumed run saves, "NAME".
+    return {key: _named(name, function) for name, function in functions.items()
+            for key in (f"note_matrix>{name}", name)}
+
+
+def _named(name: str, function):
+    def named(y_true, y_pred):
+        return function(y_true, y_pred)
+
+    named.__name__ = named.__qualname__ = name
+    return named
 
 
 def seed_states(model: keras.Model) -> dict[str, list[int]]:

@@ -251,7 +251,7 @@ def _fit(config: TrainConfig, data: RunData, run_dir: Path, device: str, distrib
             initial_epoch, steps = 0, {"train_step": 0, "validation_step": 0}
             action = "Training"
         else:
-            model = load_checkpoint(run_dir, checkpoint)
+            model = load_checkpoint(run_dir, checkpoint, head)
             initial_epoch, steps = checkpoint["epochs_done"], checkpoint["tensorboard"]
             action = f"Resuming at epoch {initial_epoch + 1} of {config.epochs}:"
     what = (f"{batches.windows} chunks of {config.window_length} steps, every next step a target"
