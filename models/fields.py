@@ -12,7 +12,7 @@ and log-likelihood (NumPy, float64):
 ``Categorical(name, classes, scale)``
     ``classes`` logits for one column; the value ``v`` is class ``round(v * scale)``
     (the note matrix's pitch: 128 classes, scale 127; an integer token: scale 1).
-    Loss: cross-entropy.
+    Loss: cross-entropy. Metric: accuracy of the most likely class.
 ``Mixture(names, components, bins)``
     a mixture of ``K = components`` diagonal Gaussians over its columns, width
     ``K (1 + 2 len(names))``: ``[weights K | means, column by column, K each | log-stds,
@@ -21,6 +21,9 @@ and log-likelihood (NumPy, float64):
     Loss: the mixture's negative log-likelihood.
 ``Bernoulli(names)`` (or a count)
     independent binary columns (multi-hot), one logit each. Loss: sigmoid cross-entropy.
+    Metric: the fraction of columns whose rounded logit is right.
+
+The other fields' metric is the squared error of their point prediction (``Field.metric``).
 
 Likelihoods treat every value as discrete: a Gaussian's probability is its mass over the
 value's bin (``bins`` per column: ``("levels", L)``, the values ``k / L``; ``("uniform",
@@ -161,6 +164,7 @@ class Categorical(Field):
 
     kind = "categorical"
     uniforms = 1
+    metric_name = "accuracy"
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -184,6 +188,10 @@ class Categorical(Field):
 
     def point(self, output):
         return self._value(ops.argmax(ops.nan_to_num(output, nan=0.0), axis=-1))[..., None]
+
+    def metric(self, y_true, y_pred):
+        target = ops.round(y_true[..., 0] * self.scale)
+        return ops.cast(ops.equal(target, ops.round(self.point(y_pred)[..., 0] * self.scale)), "float32")
 
     def sample(self, output, uniform, normal, *, temperature, top_k, spread):
         return self._value(sample_categorical(output, uniform[..., 0], temperature, top_k))[..., None]
@@ -256,6 +264,7 @@ class Bernoulli(Field):
     names: tuple[str, ...]
 
     kind = "bernoulli"
+    metric_name = "bit_accuracy"
 
     def __post_init__(self):
         names = self.names
@@ -273,6 +282,9 @@ class Bernoulli(Field):
 
     def point(self, output):
         return ops.cast(output > 0, "float32")
+
+    def metric(self, y_true, y_pred):
+        return ops.mean(ops.cast(ops.equal(ops.cast(y_true > 0.5, "float32"), self.point(y_pred)), "float32"), axis=-1)
 
     def sample(self, output, uniform, normal, *, temperature, top_k, spread):
         return ops.cast(uniform < ops.sigmoid(output / temperature), "float32")

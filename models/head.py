@@ -35,13 +35,15 @@ class Field(ABC):
     ``names`` (its target columns), ``uniforms`` and ``normals`` (random numbers per
     sampled step), ``needs_spread`` (sampling and ``nll`` need the run's residual
     standard deviations by column name), ``label`` (its key in ``Head.nll_parts``) and
-    ``top_k_classes`` (the classes a top-k draw chooses among; None: no top-k).
+    ``top_k_classes`` (the classes a top-k draw chooses among; None: no top-k) and
+    ``metric_name`` (what ``metric`` measures).
     """
 
     kind: ClassVar[str]
     uniforms: ClassVar[int] = 0
     needs_spread: ClassVar[bool] = False
     top_k_classes: ClassVar[int | None] = None
+    metric_name: ClassVar[str] = "squared_error"
 
     names: tuple[str, ...]
 
@@ -73,6 +75,11 @@ class Field(ABC):
     def sample(self, output, uniform, normal, *, temperature: float, top_k: int | None, spread):
         """A draw at ``temperature`` > 0: ``(N, width)`` outputs, ``(N, uniforms)`` uniforms in
         (0, 1] and ``(N, normals)`` standard normals (float32) -> ``(N, columns)``."""
+
+    def metric(self, y_true, y_pred):
+        """The field's metric per step (``keras.ops``): ``(..., columns)``, ``(..., width)`` ->
+        ``(...,)``; here the squared error of ``point``, averaged over the columns."""
+        return ops.mean(ops.square(y_true - self.point(y_pred)), axis=-1)
 
     @abstractmethod
     def nll(self, output: np.ndarray, target: np.ndarray, spread) -> np.ndarray:
@@ -170,6 +177,14 @@ class Head:
             value = field.loss(_part(y_true, first, last), _part(y_pred, start, stop))
             total = value if total is None else total + value
         return total
+
+    def field_metric(self, index: int, y_true, y_pred):
+        """Field ``index``'s ``metric`` per step on its slices of ``y_true`` and ``y_pred``."""
+        for number, (field, (start, stop), (first, last), _, _) in enumerate(self._spans()):
+            if number == index:
+                y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
+                return field.metric(_part(y_true, first, last), _part(y_pred, start, stop))
+        raise ValueError(f"this head has {len(self.fields)} fields, got field {index}")
 
     def point(self, output):
         """The deterministic step of each output: ``(..., width)`` -> ``(..., columns)`` float32."""

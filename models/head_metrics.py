@@ -81,3 +81,29 @@ class LastLoss(_HeadMetric):
 
     def values(self, y_true, y_pred):
         return self.head.loss(*_last(y_true, y_pred))
+
+
+@keras.saving.register_keras_serializable(package="note_matrix")
+class FieldMetric(_HeadMetric):
+    """Output field ``field``'s own metric (``Field.metric``: accuracy for a categorical field,
+    bit accuracy for a Bernoulli one, squared error otherwise) on every step; named
+    ``{label}_{metric_name}`` unless ``name`` is given."""
+
+    _options = ("field",)
+
+    def __init__(self, head, field: int = 0, name: str | None = None, dtype=None):
+        head = as_head(head)
+        if isinstance(field, bool) or not isinstance(field, int) or not 0 <= field < len(head.fields):
+            raise ValueError(f"this head has {len(head.fields)} fields, got field {field!r}")
+        chosen = head.fields[field]
+        super().__init__(head, name=name or f"{chosen.label}_{chosen.metric_name}", dtype=dtype)
+        self.field = field
+
+    def values(self, y_true, y_pred):
+        return self.head.field_metric(self.field, y_true, y_pred)
+
+
+def field_metrics(head) -> list[FieldMetric]:
+    """One ``FieldMetric`` per field of ``head``."""
+    head = as_head(head)
+    return [FieldMetric(head, index) for index in range(len(head.fields))]

@@ -30,7 +30,7 @@ from models.fields import (
     normal_mass,
     sample_categorical,
 )
-from models.head_metrics import ColumnAccuracy, LastLoss, LastSquaredError
+from models.head_metrics import ColumnAccuracy, FieldMetric, LastLoss, LastSquaredError, field_metrics
 from note_matrix.representations import NoteMatrix
 from note_matrix.representations.note_matrix import categorical_head, mdn_head, regression_head
 
@@ -609,3 +609,49 @@ def test_invalid_sampling_and_likelihood_requests_are_refused():
     with pytest.raises(ValueError, match="nll needs"):
         head.nll(output, target[:, :2], STD)
     NEW["mdn"].nll(case("mdn", n=4)[0], target)  # the mixture needs no spread
+
+
+# -- per-field metrics --------------------------------------------------------------------------------
+
+MIXED = Head((Categorical("token", 4), Gaussian(("x",), (("uniform", 10),)), Bernoulli(3)))
+
+
+def test_each_field_has_its_own_metric_by_hand():
+    # targets [token, x, bit0..bit2]; outputs [4 logits | x | 3 logits]
+    target = np.array([[2, 0.5, 1, 0, 1], [3, 0.0, 0, 0, 0]], np.float32)
+    output = np.array([[0, 0, 9, 0, 0.25, 2, -1, -3], [9, 0, 0, 0, 1.0, 2, 2, -1]], np.float32)
+    metrics = field_metrics(MIXED)
+    assert [metric.name for metric in metrics] == ["token_accuracy", "x_squared_error", "bit0+bit1+bit2_bit_accuracy"]
+    np.testing.assert_array_equal(numpy(metrics[0].values(target, output)), [1.0, 0.0])
+    np.testing.assert_allclose(numpy(metrics[1].values(target, output)), [0.0625, 1.0])
+    np.testing.assert_allclose(numpy(metrics[2].values(target, output)), [2 / 3, 1 / 3], rtol=1e-6)
+    with pytest.raises(ValueError, match="3 fields, got field 3"):
+        FieldMetric(MIXED, 3)
+
+
+@pytest.mark.parametrize("name", list(NEW))
+def test_the_note_matrix_heads_field_metrics_follow_their_formulas(name):
+    output, target = case(name, seed=9)
+    head = NEW[name]
+    point = reference_point(name, output)
+    values = [numpy(metric.values(target, output)) for metric in field_metrics(head)]
+    if name == "regression":  # one Gaussian field: the card's squared error on every step
+        np.testing.assert_allclose(values[0], np.mean((target - point) ** 2, axis=-1), rtol=1e-5)
+        return
+    accuracy = np.rint(target[:, 0] * np.float32(127)) == np.rint(point[:, 0] * np.float32(127))
+    np.testing.assert_array_equal(values[0], accuracy.astype(np.float32))
+    np.testing.assert_allclose(values[1], np.mean((target[:, 1:] - point[:, 1:]) ** 2, axis=-1), rtol=1e-5)
+
+
+def test_a_model_with_field_metrics_saves_and_loads_in_safe_mode(tmp_path):
+    model = tiny_model(MIXED.width, seed=2)
+    model.compile(optimizer="rmsprop", loss=HeadLoss(MIXED), metrics=field_metrics(MIXED))
+    rng = np.random.default_rng(3)
+    x = rng.random((4, 6, 3), dtype=np.float32)
+    y = np.concatenate([rng.integers(0, 4, (4, 6, 1)), rng.random((4, 6, 1)), rng.integers(0, 2, (4, 6, 3))], -1)
+    model.train_on_batch(x, y.astype(np.float32))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    expected = model.evaluate(x, y, return_dict=True, verbose=0)
+    assert loaded.evaluate(x, y, return_dict=True, verbose=0) == expected
+    assert set(expected) == {"loss", "token_accuracy", "x_squared_error", "bit0+bit1+bit2_bit_accuracy"}
