@@ -6,7 +6,8 @@ baselines fitted on its training files (repeat the previous row, the training me
 first-order Markov chain over pitches): MSE per column and overall, pitch accuracy and
 negative log-likelihood per row. Prints a table and saves it in logs/<run>/evaluation.json.
 
---generated DIR compares the music statistics of the MIDI files in DIR (e.g. the output of
+--split validation scores the validation files instead (where settings are chosen; saved
+under "validation"). --generated DIR compares the music statistics of the MIDI files in DIR (e.g. the output of
 generate.py) with the run's training files instead, and saves them in the same file under
 "generated". --json PATH saves to PATH instead of the run folder.
 """
@@ -37,6 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="where the run's dataset is now, if its folder moved (default: the run's own)")
     parser.add_argument("--data-dir", default=None,
                         help="downloads and the encoding cache (default: the run's own)")
+    parser.add_argument("--split", choices=("test", "validation"), default="test",
+                        help="score on the test files, or on the validation files where settings are chosen "
+                             "(default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar while encoding")
     return parser.parse_args(argv)
 
@@ -53,10 +57,10 @@ def main(argv=None) -> int:
             key, result = "generated", evaluation.compare_generated(data, args.generated)
             table = evaluation.format_generated(result, run_dir)
         else:
-            evaluation.require_test_files(data)  # before Keras loads the model
+            evaluation.require_test_files(data, args.split)  # before Keras loads the model
             model = runs.load_model(run_dir)
             run_data.encode(data, progress=not args.quiet)
-            key, result = "test", evaluation.evaluate_test(data, model)
+            key, result = args.split, evaluation.evaluate_test(data, model, split=args.split)
             table = evaluation.format_test(result, run_dir)
         path = Path(args.json) if args.json else run_dir / runs.EVALUATION_FILE
         evaluation.save(path, key, result, merge=args.json is None)

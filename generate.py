@@ -156,6 +156,8 @@ def main(argv=None) -> int:
         primer = read_primer(args.seed, representation, window_length)
 
         from note_matrix import generation  # Keras loads here
+        from note_matrix.evaluation.music_stats import Notes, describe, summary_line
+        from note_matrix.midi import read_midi
 
         head = config.head()
 
@@ -177,7 +179,7 @@ def main(argv=None) -> int:
         written, extras = [], []
         for path, piece, start in zip(paths, rows, starts):
             notes = representation.decode(piece, primer.meta, path)
-            written.append((path, notes, start))
+            written.append((path, notes, start, summary_line(describe(Notes.from_events(read_midi(path))))))
             if args.plot:
                 title = f"{path.name}: {run_dir.name}, {config.train.model.head} head, {how}"
                 extras.append(f"wrote {generation.write_piano_roll(path, path.with_suffix('.png'), title)}")
@@ -190,10 +192,11 @@ def main(argv=None) -> int:
     except OSError as error:
         print(f"generate.py: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         return 2
-    for path, notes, start in written:
+    for path, notes, start, statistics in written:
         where = f", primer at row {start}" if args.num_outputs > 1 else ""
         print(f"wrote {path}: {notes} notes from {args.length} generated steps ({run_dir.name}, seed {args.seed}"
               f"{where}, {how}, {args.method})")
+        print(f"  {statistics}")
     for line in extras:
         print(line)
     return 0

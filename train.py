@@ -13,6 +13,9 @@ mean squared error on the row; --head categorical predicts the pitch as one of 1
 (cross-entropy) and regresses velocity and time; --head mdn adds a mixture density over
 velocity and time (--mixtures components). --distribute mirrored trains on every local GPU,
 --distribute multiworker on the hosts named in TF_CONFIG (both TensorFlow backend only).
+
+The music is best with --representation note_events (every field categorical, its own
+recipe: Adam, 256 units, window 100; any flag given overrides the recipe).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
-from models import CELL_NAMES, TARGETS  # noqa: E402
+from models import CELL_NAMES, OPTIMIZERS, TARGETS  # noqa: E402
 from note_matrix import representations  # noqa: E402
 from note_matrix.config import DISTRIBUTE, TrainConfig  # noqa: E402
 from note_matrix.errors import NoteMatrixError  # noqa: E402
@@ -36,10 +39,12 @@ MODEL_DEFAULTS = TRAIN_DEFAULTS.model
 # argparse destination -> TrainConfig field ("model.<field>" for the ModelConfig's)
 CONFIG_FIELDS = {
     "dataset": "dataset", "data_dir": "data_dir", "representation": "representation", "window": "window_length",
-    "validation_fraction": "validation_fraction", "test_fraction": "test_fraction", "max_files": "max_files",
+    "validation_fraction": "validation_fraction",
+    "validation_stride": "validation_stride", "test_fraction": "test_fraction", "max_files": "max_files",
     "workers": "workers",
     "cell": "model.cell", "units": "model.units", "layers": "model.layers", "dropout": "model.dropout_rate",
-    "targets": "model.targets", "head": "model.head", "mixtures": "model.mixtures", "learning_rate": "model.learning_rate", "batch_size": "batch_size",
+    "targets": "model.targets", "head": "model.head", "mixtures": "model.mixtures", "learning_rate": "model.learning_rate",
+    "optimizer": "model.optimizer", "clipnorm": "model.clipnorm", "batch_size": "batch_size",
     "epochs": "epochs", "patience": "patience", "seed": "seed", "distribute": "distribute",
     "logdir": "logdir", "run_name": "run_name", "histogram_freq": "histogram_freq",
     "sample_every": "sample_every",
@@ -55,11 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="downloads and the encoding cache (default: %(default)s)")
     data.add_argument("--representation", choices=representations.names(), default=TRAIN_DEFAULTS.representation,
                       help="how a file becomes steps: note_matrix, the card's [note, velocity, time] rows; "
-                           "pitch_sequence, the melody's pitches as tokens (default: %(default)s)")
+                           "note_events, the rows as categorical fields, with its own training recipe (the "
+                           "README's Note events); pitch_sequence, the melody's pitches as tokens "
+                           "(default: %(default)s)")
     data.add_argument("--window", type=int, default=TRAIN_DEFAULTS.window_length,
                       help="rows the model sees to predict the next one (default: %(default)s)")
     data.add_argument("--validation-fraction", type=float, default=TRAIN_DEFAULTS.validation_fraction,
                       help="share of files held out for validation (default: %(default)s)")
+    data.add_argument("--validation-stride", type=int, default=TRAIN_DEFAULTS.validation_stride,
+                      help="validate on every N-th window of each file (default: %(default)s, every window)")
     data.add_argument("--test-fraction", type=float, default=TRAIN_DEFAULTS.test_fraction,
                       help="share of files held out for testing (default: %(default)s)")
     data.add_argument("--max-files", type=int, default=None, help="use only the first N files, for a quick try")
@@ -83,8 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--targets", choices=TARGETS, default=MODEL_DEFAULTS.targets,
                      help="all: the next row at every step of non-overlapping windows; last: only the row after "
                           "each sliding window, as the card (default: %(default)s)")
+    fit.add_argument("--optimizer", choices=OPTIMIZERS, default=MODEL_DEFAULTS.optimizer,
+                     help="(default: %(default)s, the card's)")
     fit.add_argument("--learning-rate", type=float, default=MODEL_DEFAULTS.learning_rate,
-                     help="RMSprop learning rate (default: %(default)s)")
+                     help="(default: %(default)s)")
+    fit.add_argument("--clipnorm", type=float, default=MODEL_DEFAULTS.clipnorm,
+                     help="clip each gradient to this norm (default: never, the card)")
     fit.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size,
                      help="windows per update, split among the replicas when distributed (default: %(default)s)")
     fit.add_argument("--epochs", type=int, default=TRAIN_DEFAULTS.epochs, help="(default: %(default)s)")
@@ -127,10 +140,17 @@ def given_flags(argv=None) -> dict:
     return vars(parser.parse_args(argv))
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_args(args: argparse.Namespace, argv=None) -> TrainConfig:
+    """The card's settings, then the representation's own training recipe (``recipe``: none
+    for the card's note matrix), then the flags given on the command line."""
+    given = given_flags(argv)
+    chosen = representations.representation_class(args.representation)
+    changes = {field: getattr(args, dest) for dest, field in CONFIG_FIELDS.items()}
+    changes.update({field: value for field, value in chosen.recipe.items()
+                    if not any(CONFIG_FIELDS.get(dest) == field for dest in given)})
     if args.head is None:
-        args.head = representations.representation_class(args.representation).heads[0]
-    return TrainConfig().with_changes({field: getattr(args, dest) for dest, field in CONFIG_FIELDS.items()})
+        changes["model.head"] = chosen.heads[0]
+    return TrainConfig().with_changes(changes)
 
 
 def changes_from_flags(argv=None) -> dict:
@@ -143,7 +163,7 @@ def main(argv=None) -> int:
     verbose = 0 if args.quiet else 1
     try:
         if args.resume is None:
-            config = config_from_args(args)
+            config = config_from_args(args, argv)
         else:
             config = resume_config(args.resume, changes_from_flags(argv))
         check_distribution(config.distribute)

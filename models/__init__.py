@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import importlib
 
-from models.config import CELL_NAMES, DEFAULT_MIXTURES, TARGETS, InputSpec, ModelConfig
+from models.config import CELL_NAMES, DEFAULT_MIXTURES, OPTIMIZERS, TARGETS, InputSpec, ModelConfig
 
 _LAZY = {
     "CELLS": "models.builder", "build_model": "models.builder", "compile_model": "models.builder",
+    "OneHotColumns": "models.builder",
     "Bernoulli": "models.fields", "Categorical": "models.fields", "Gaussian": "models.fields",
-    "Mixture": "models.fields", "Head": "models.head", "HeadLoss": "models.head",
+    "Mixture": "models.fields", "Toggle": "models.fields", "Head": "models.head", "HeadLoss": "models.head",
 }
 
-__all__ = ["CELL_NAMES", "DEFAULT_MIXTURES", "TARGETS", "InputSpec", "ModelConfig", *_LAZY]
+__all__ = ["CELL_NAMES", "DEFAULT_MIXTURES", "OPTIMIZERS", "TARGETS", "InputSpec", "ModelConfig", *_LAZY]
 
 
 def __getattr__(name: str):

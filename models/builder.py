@@ -9,7 +9,7 @@ defaults (tanh, sigmoid, no recurrent dropout, ``unroll=False``, ``use_bias=True
 TensorFlow runs them with cuDNN on a GPU.
 
 What goes in is an ``InputSpec`` (continuous features, integer tokens through an
-``Embedding``, or multi-hot frames) and what comes out a ``models.fields.Head``: the
+``Embedding``, integer columns through ``OneHotColumns``, or multi-hot frames) and what comes out a ``models.fields.Head``: the
 ``dense`` layer is as wide as the head's fields. ``targets="last"`` (the card) outputs
 ``(batch, width)``, the step after the window; ``"all"`` outputs ``(batch, steps,
 width)``, the next step at every step.
@@ -19,10 +19,43 @@ from __future__ import annotations
 
 import keras
 
+from keras import ops
+
 from models.config import DEFAULT_MIXTURES, TARGETS, InputSpec, ModelConfig  # noqa: F401 (exported)
 from models.fields import Head, HeadLoss
 
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
+OPTIMIZERS = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
+
+
+@keras.saving.register_keras_serializable(package="note_matrix")
+class OneHotColumns(keras.layers.Layer):
+    """Integer columns ``(..., len(classes))`` to float32 features ``(..., sum(classes))``:
+    column ``i`` one-hot over ``classes[i]`` classes, or its value where ``classes[i]`` is 1.
+    Works on any leading shape, so the carried-state engine runs it one step at a time."""
+
+    def __init__(self, classes, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = tuple(int(c) for c in classes)
+        runs = []  # (start, stop, classes): a one-hot column, or a run of value columns
+        for index, count in enumerate(self.classes):
+            if count == 1 and runs and runs[-1][2] == 1 and runs[-1][1] == index:
+                runs[-1] = (runs[-1][0], index + 1, 1)
+            else:
+                runs.append((index, index + 1, count))
+        self._runs = tuple(runs)
+
+    def call(self, x):
+        parts = [ops.cast(x[..., start:stop], "float32") if count == 1
+                 else ops.one_hot(ops.cast(x[..., start], "int32"), count, dtype="float32")
+                 for start, stop, count in self._runs]
+        return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], sum(self.classes))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "classes": list(self.classes)}
 
 
 def build_model(config: ModelConfig = ModelConfig(), inputs: InputSpec = InputSpec(), head: Head | None = None
@@ -32,7 +65,7 @@ def build_model(config: ModelConfig = ModelConfig(), inputs: InputSpec = InputSp
     Input ``(batch, steps, width)`` (int32 ``(batch, steps, 1)`` for tokens; any number
     of steps). Output ``(batch, head.width)`` or, with ``targets="all"``, ``(batch, steps,
     head.width)``. Without ``head``: the card's, the row itself (width 3). Layers are named
-    ``embedding`` and ``embedded`` (tokens), ``lstm`` (``lstm_2``, ... when stacked),
+    ``embedding`` and ``embedded`` (tokens), ``one_hot`` (one-hot columns), ``lstm`` (``lstm_2``, ... when stacked),
     ``dropout``, ``dense``, ``activation``; TensorBoard tags use these names.
     """
     window = keras.Input(shape=(None, inputs.width), dtype=inputs.dtype, name="window")
@@ -40,6 +73,8 @@ def build_model(config: ModelConfig = ModelConfig(), inputs: InputSpec = InputSp
     if inputs.kind == "tokens":
         x = keras.layers.Embedding(inputs.vocabulary, inputs.embedding, name="embedding")(x)
         x = keras.layers.Reshape((-1, inputs.embedding), name="embedded")(x)
+    elif inputs.kind == "one_hot":
+        x = OneHotColumns(inputs.classes, name="one_hot")(x)
     for index in range(config.layers):
         suffix = "" if index == 0 else f"_{index + 1}"
         x = CELLS[config.cell](
@@ -54,10 +89,12 @@ def build_model(config: ModelConfig = ModelConfig(), inputs: InputSpec = InputSp
 
 
 def compile_model(model: keras.Model, config: ModelConfig, head: Head, metrics: list) -> keras.Model:
-    """Compile with the card's optimiser, RMSprop, the head's loss (``HeadLoss``: the card's
-    mean squared error for its regression head) and ``metrics`` (the representation's)."""
+    """Compile with ``config``'s optimiser (the card's: RMSprop, no clipping), the head's loss
+    (``HeadLoss``: the card's mean squared error for its regression head) and ``metrics``
+    (the representation's)."""
+    clip = {} if config.clipnorm is None else {"clipnorm": config.clipnorm}
     model.compile(
-        optimizer=keras.optimizers.RMSprop(learning_rate=config.learning_rate),
+        optimizer=OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate, **clip),
         loss=HeadLoss(head),
         metrics=metrics,
     )

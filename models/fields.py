@@ -19,6 +19,14 @@ and log-likelihood (NumPy, float64):
     column by column, K each]``; a standard deviation is ``exp(min(s, 5)) + 1e-3`` (the
     floor keeps the density finite on point masses, the cap keeps ``exp`` finite).
     Loss: the mixture's negative log-likelihood.
+``Toggle(name, classes, gate, state)``
+    a categorical whose class flips one bit of a multi-hot state: ``classes`` target
+    columns from ``state`` hold the bits after the step, and column ``gate`` says which
+    way (0: a set bit is cleared, else a clear bit is set), so only the bits that can flip
+    are candidates. Loss, metric and likelihood renormalise the softmax over them (the
+    note events' pitch: a note-off releases a sounding note, a note-on strikes a silent
+    one); ``point`` and ``sample`` know no state (``next_step`` of the representation
+    applies it).
 ``Bernoulli(names)`` (or a count)
     independent binary columns (multi-hot), one logit each. Loss: sigmoid cross-entropy.
     Metric: the fraction of columns whose rounded logit is right.
@@ -202,6 +210,51 @@ class Categorical(Field):
 
 
 @dataclass(frozen=True)
+class Toggle(Categorical):
+    """A categorical among the bits that can flip (module docstring)."""
+
+    gate: int = 0
+    state: int = 1
+
+    kind = "toggle"
+    reads_row = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_count(self.gate, "a toggle field's gate column", 0)
+        check_count(self.state, "a toggle field's state column", 0)
+
+    def _allowed(self, row, index):
+        """Which classes could be this step's, from the row's bits after it and its gate."""
+        after = row[..., self.state : self.state + self.classes] > 0.5
+        mine = ops.one_hot(ops.cast(index, "int32"), self.classes) > 0.5
+        released = (row[..., self.gate] < 0.5)[..., None]
+        before = ops.where(mine, released, after)
+        return ops.where(released, before, ops.logical_not(before))
+
+    def _log_p(self, row, first, y_pred):
+        index = ops.clip(ops.round(row[..., first] * self.scale), 0.0, float(self.classes - 1))
+        logits = ops.where(self._allowed(row, index), y_pred, -1e9)
+        return ops.log_softmax(logits, axis=-1), index
+
+    def row_loss(self, row, first, y_pred):
+        log_p, index = self._log_p(row, first, y_pred)
+        return -ops.squeeze(ops.take_along_axis(log_p, ops.cast(index, "int32")[..., None], axis=-1), axis=-1)
+
+    def row_metric(self, row, first, y_pred):
+        log_p, index = self._log_p(row, first, y_pred)
+        return ops.cast(ops.equal(ops.cast(ops.argmax(log_p, axis=-1), "float32"), index), "float32")
+
+    def row_nll(self, output, row, first):
+        index = np.clip(np.rint(row[:, first] * self.scale), 0, self.classes - 1).astype(np.int64)
+        rows = np.arange(len(index))
+        after = row[:, self.state : self.state + self.classes] > 0.5
+        after[rows, index] = row[:, self.gate] < 0.5  # the bits before the step
+        allowed = np.where((row[:, self.gate] < 0.5)[:, None], after, ~after)
+        return neg_log(np.exp(log_softmax(np.where(allowed, output, -1e9))[rows, index]))
+
+
+@dataclass(frozen=True)
 class Mixture(Field):
     """A mixture of ``components`` diagonal Gaussians over its columns (module docstring)."""
 
@@ -294,7 +347,7 @@ class Bernoulli(Field):
         return neg_log(np.exp(-np.logaddexp(0.0, -logit))).sum(axis=-1)
 
 
-FIELDS = {cls.kind: cls for cls in (Gaussian, Categorical, Mixture, Bernoulli)}
+FIELDS = {cls.kind: cls for cls in (Gaussian, Categorical, Toggle, Mixture, Bernoulli)}
 
 
 def field_from_json(data) -> Field:

@@ -8,7 +8,9 @@ sample it and its log-likelihood. A ``Head`` lays its fields side by side, in or
     target  [field 1's columns | field 2's columns | ...]
     noise   [every field's uniforms, in field order | every field's normals, in field order]
 
-and adds their losses and likelihoods. The in-graph parts (``loss``, ``point``,
+and adds their losses and likelihoods. Target rows may carry more columns after the
+head's (inputs only); a field that ``reads_row`` sees the whole row (its own column at
+``first``: ``row_loss``, ``row_metric``, ``row_nll``). The in-graph parts (``loss``, ``point``,
 ``sample``) use ``keras.ops`` only, so every backend runs them; ``nll`` and
 ``draw_noise`` are NumPy (float64 likelihoods). A head is saved as JSON (``to_json``),
 inside a saved model through ``HeadLoss`` and the metrics of ``models.head_metrics``,
@@ -40,6 +42,7 @@ class Field(ABC):
     """
 
     kind: ClassVar[str]
+    reads_row: ClassVar[bool] = False  # True: loss, metric and nll see the whole target row (``row_*``)
     uniforms: ClassVar[int] = 0
     needs_spread: ClassVar[bool] = False
     top_k_classes: ClassVar[int | None] = None
@@ -174,7 +177,9 @@ class Head:
         y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
         total = None
         for field, (start, stop), (first, last), _, _ in self._spans():
-            value = field.loss(_part(y_true, first, last), _part(y_pred, start, stop))
+            output = _part(y_pred, start, stop)
+            value = field.row_loss(y_true, first, output) if field.reads_row else \
+                field.loss(_part(y_true, first, last), output)
             total = value if total is None else total + value
         return total
 
@@ -183,6 +188,8 @@ class Head:
         for number, (field, (start, stop), (first, last), _, _) in enumerate(self._spans()):
             if number == index:
                 y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
+                if field.reads_row:
+                    return field.row_metric(y_true, first, _part(y_pred, start, stop))
                 return field.metric(_part(y_true, first, last), _part(y_pred, start, stop))
         raise ValueError(f"this head has {len(self.fields)} fields, got field {index}")
 
@@ -239,11 +246,13 @@ class Head:
     def nll_parts(self, output, target, spread=None) -> dict[str, np.ndarray]:
         """``-log P`` per row of each field's columns, in nats: ``{label: (rows,) float64}``."""
         output, target = np.asarray(output, np.float64), np.asarray(target, np.float64)
-        if output.ndim != 2 or output.shape[1] != self.width or target.shape != (len(output), self.columns):
-            raise ValueError(f"nll needs output (rows, {self.width}) and target (rows, {self.columns}), "
+        if output.ndim != 2 or output.shape[1] != self.width or target.ndim != 2 or len(target) != len(output) \
+                or target.shape[1] < self.columns:
+            raise ValueError(f"nll needs output (rows, {self.width}) and target (rows, {self.columns} or more), "
                              f"got {output.shape} and {target.shape}")
         spread = self._spread(spread)
-        return {field.label: field.nll(output[:, start:stop], target[:, first:last], spread)
+        return {field.label: field.row_nll(output[:, start:stop], target, first) if field.reads_row
+                else field.nll(output[:, start:stop], target[:, first:last], spread)
                 for field, (start, stop), (first, last), _, _ in self._spans()}
 
     def nll(self, output, target, spread=None) -> np.ndarray:
@@ -256,7 +265,8 @@ class Head:
         maximum-likelihood standard deviation of a Gaussian centred on the point (the bias
         counts as spread), what sampling and ``nll`` put around a regressed column."""
         points = np.asarray(ops.convert_to_numpy(self.point(outputs)), np.float64)
-        squared = np.mean((points - np.asarray(targets, np.float64)) ** 2, axis=0)
+        targets = np.asarray(targets, np.float64)[..., : self.columns]  # steps may carry more columns (inputs only)
+        squared = np.mean((points - targets) ** 2, axis=0)
         return {name: float(np.sqrt(value)) for name, value in zip(self.names, squared)}
 
 

@@ -37,6 +37,7 @@ class TrainConfig:
     epochs: int = 200
     patience: int | None = None  # early stopping on validation loss; None: never
     validation_fraction: float = 0.1
+    validation_stride: int = 1  # validate on every window (the card), or on every N-th window of each file
     test_fraction: float = 0.1
     seed: int = 0  # the split, weight initialisation, dropout and shuffling
     max_files: int | None = None  # the first N files of the dataset (sorted), for quick runs
@@ -47,7 +48,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=lambda: ModelConfig(targets=DEFAULT_TARGETS))
 
     def __post_init__(self):
-        for name in ("window_length", "batch_size", "epochs", "histogram_freq"):
+        for name in ("window_length", "batch_size", "epochs", "histogram_freq", "validation_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.patience is not None and self.patience < 1:

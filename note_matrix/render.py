@@ -31,13 +31,24 @@ SOUNDFONT_PLACES = (
 SOUNDFONT_ENV = "NOTE_MATRIX_SOUNDFONT"
 
 
-def piano_roll_png(notes: Notes, title: str = "", path: str | os.PathLike | None = None) -> bytes:
+def piano_roll_png(notes: Notes, title: str = "", path: str | os.PathLike | None = None,
+                   primer: Notes | None = None) -> bytes:
     """A piano roll (time in seconds across, MIDI pitch up) as PNG bytes; written to
-    ``path`` too when given."""
+    ``path`` too when given. ``primer``: notes drawn in grey before ``notes`` (which
+    then start where the primer ends), with a line between them."""
     figure, axes = plt.subplots(figsize=(10, 4), dpi=100)
     try:
+        every = notes
+        if primer is not None and len(primer):
+            for start, end, pitch in zip(primer.start_seconds, primer.end_seconds, primer.pitch):
+                axes.add_patch(plt.Rectangle((start, pitch - 0.4), max(end - start, 0.01), 0.8, color="0.6"))
+            axes.axvline(float(primer.end_seconds.max()), color="tab:red", linewidth=1)
+            every = Notes(np.concatenate([primer.start_seconds, notes.start_seconds]),
+                          np.concatenate([primer.end_seconds, notes.end_seconds]),
+                          np.concatenate([primer.pitch, notes.pitch]))
         for start, end, pitch in zip(notes.start_seconds, notes.end_seconds, notes.pitch):
             axes.add_patch(plt.Rectangle((start, pitch - 0.4), max(end - start, 0.01), 0.8, color="tab:blue"))
+        notes = every
         end = float(notes.end_seconds.max()) if len(notes) else 1.0
         low, high = (int(notes.pitch.min()), int(notes.pitch.max())) if len(notes) else (60, 72)
         axes.set_xlim(0, max(end, 1e-3))

@@ -93,6 +93,8 @@ def load_model(run_dir: str | os.PathLike):
     """The run's best model, loaded in Keras safe mode, without its optimiser."""
     import keras
 
+    import models.builder  # noqa: F401  (registers the layers a model may hold)
+
     path = Path(run_dir) / MODEL_FILE
     if not path.is_file():
         raise RunError(f"{run_dir}: no {MODEL_FILE} (training did not finish an epoch?)")

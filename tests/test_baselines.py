@@ -72,3 +72,7 @@ def test_baselines_by_hand():
     for name in ("training mean", "Markov chain (pitch)"):
         assert scores[name]["nll"] is not None and np.isfinite(scores[name]["nll"])
     assert scores["repeat previous row"]["nll"] is None
+    # The pitch n-grams: distributions over the 128 notes, each scored like the Markov chain.
+    ngram = baselines.ngram(test, 1, 3)
+    np.testing.assert_allclose(ngram.pitch_probabilities.sum(axis=1), 1.0)
+    assert ngram.pitch_probabilities.shape == (3, 128) and np.isfinite(scores["n-gram of pitches, order 8"]["nll"])

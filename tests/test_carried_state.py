@@ -164,8 +164,8 @@ def test_a_batch_gives_each_piece_what_it_gives_alone():
 def test_compiled_once_and_chunks_carry_the_state():
     model = tiny_model("lstm")
     primers = random_primers(2, 6)
-    whole = CarriedStateGenerator(model, lambda p, n: REPRESENTATION.valid_steps(p), chunk_steps=1024)
-    chunked = CarriedStateGenerator(model, lambda p, n: REPRESENTATION.valid_steps(p), chunk_steps=8)
+    whole = CarriedStateGenerator(model, lambda p, n, _: REPRESENTATION.valid_steps(p), chunk_steps=1024)
+    chunked = CarriedStateGenerator(model, lambda p, n, _: REPRESENTATION.valid_steps(p), chunk_steps=8)
     expected = whole.generate(primers, 30)
     rows = chunked.generate(primers, 30)  # 4 chunks of 8 rows, the last padded
     np.testing.assert_allclose(rows, expected, atol=1e-6)
@@ -193,9 +193,9 @@ def test_noise_reaches_the_loop_one_slice_per_row():
     """The sampling hook: row t of the output is whatever the row function makes of noise[:, t]."""
     model = tiny_model("lstm")
     noise = REPRESENTATION.valid_row(np.random.default_rng(2).random((2, 23, 3)))
-    echo = CarriedStateGenerator(model, lambda prediction, noise_t: noise_t, chunk_steps=5)
+    echo = CarriedStateGenerator(model, lambda prediction, noise_t, previous: noise_t, chunk_steps=5)
     np.testing.assert_array_equal(echo.generate(random_primers(2, 4), 23, noise=noise), noise)
-    shifted = CarriedStateGenerator(model, lambda p, n: REPRESENTATION.valid_steps(p + n))
+    shifted = CarriedStateGenerator(model, lambda p, n, _: REPRESENTATION.valid_steps(p + n))
     plain = carried_state_generator(model, REPRESENTATION, HEAD)
     primers = random_primers(2, 4)
     np.testing.assert_allclose(shifted.generate(primers, 23, noise=np.zeros((2, 23, 3), np.float32)),
@@ -204,12 +204,22 @@ def test_noise_reaches_the_loop_one_slice_per_row():
     with pytest.raises(ValueError, match="noise must have shape"):
         plain.generate(primers, 23, noise=noise[:, :5])
     # The noise has the width the row function needs, not necessarily the row's.
-    wide = CarriedStateGenerator(model, lambda p, n: REPRESENTATION.valid_steps(p + n[:, 1:]), noise_width=4)
+    wide = CarriedStateGenerator(model, lambda p, n, _: REPRESENTATION.valid_steps(p + n[:, 1:]), noise_width=4)
     four = np.concatenate([np.ones((2, 23, 1), np.float32), noise * 0.2], axis=-1)
     np.testing.assert_allclose(wide.generate(primers, 23, noise=four), shifted.generate(primers, 23, noise=noise * 0.2),
                                atol=1e-6)
     with pytest.raises(ValueError, match=r"noise must have shape \(2, 23, 4\)"):
         wide.generate(primers, 23, noise=noise)
+
+
+def test_the_row_function_sees_the_row_fed_last():
+    """``previous`` is the primer's last row at first, then each generated row, across chunks."""
+    model = tiny_model("lstm")
+    primers = random_primers(2, 4)
+    counting = CarriedStateGenerator(model, lambda p, n, previous: previous + 0.01, chunk_steps=5)
+    rows = counting.generate(primers, 12)  # 3 chunks of 4 rows
+    expected = primers[:, -1:] + 0.01 * np.arange(1, 13, dtype=np.float32)[None, :, None]
+    np.testing.assert_allclose(rows, expected, atol=1e-5)
 
 
 def test_in_graph_validity_equals_valid_row():

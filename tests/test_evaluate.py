@@ -21,7 +21,8 @@ from note_matrix.generation import load_model
 from tests.midi_factory import smf, tempo_event, track_chunk, write_song
 
 ROOT = Path(__file__).resolve().parents[1]
-PREDICTORS = ["model (regression head)", "repeat previous row", "training mean", "Markov chain (pitch)"]
+PREDICTORS = ["model (regression head)", "repeat previous row", "training mean", "Markov chain (pitch)",
+              "n-gram of pitches, order 3", "n-gram of pitches, order 5", "n-gram of pitches, order 8"]
 SCORES = ["mse_note", "mse_velocity", "mse_time", "mse", "pitch_accuracy", "nll"]
 
 
@@ -65,7 +66,8 @@ def test_scores_model_and_baselines_on_the_test_split(run, capsys):
     expected = score(Prediction(output.astype(np.float64)), target.astype(np.float64))
     for key in ("mse_note", "mse_velocity", "mse_time", "mse", "pitch_accuracy"):
         assert result["scores"]["model (regression head)"][key] == pytest.approx(expected[key], rel=1e-5, abs=1e-7)
-    baselines = Baselines.fit(train).score_all(test, 50)
+    validation = [representation.encode(Path(split["root"]) / key).steps for key in split["validation"]]
+    baselines = Baselines.fit(train, validation).score_all(test, 50)  # the n-grams tuned on validation
     for name, scores in baselines.items():
         for key in SCORES:
             assert result["scores"][name][key] == pytest.approx(scores[key])

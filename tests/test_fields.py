@@ -25,6 +25,7 @@ from models.fields import (
     Head,
     HeadLoss,
     Mixture,
+    Toggle,
     bin_edges,
     field_from_json,
     normal_mass,
@@ -604,7 +605,7 @@ def test_invalid_sampling_and_likelihood_requests_are_refused():
         head.nll(output, target, {"velocity": 0.1})
     with pytest.raises(ValueError, match="spread needs 3"):
         head.nll(output, target, (0.1, 0.2))
-    with pytest.raises(ValueError, match=r"nll needs output \(rows, 130\) and target \(rows, 3\)"):
+    with pytest.raises(ValueError, match=r"nll needs output \(rows, 130\) and target \(rows, 3 or more\)"):
         head.nll(output[:, :3], target, STD)
     with pytest.raises(ValueError, match="nll needs"):
         head.nll(output, target[:, :2], STD)
@@ -655,3 +656,30 @@ def test_a_model_with_field_metrics_saves_and_loads_in_safe_mode(tmp_path):
     expected = model.evaluate(x, y, return_dict=True, verbose=0)
     assert loaded.evaluate(x, y, return_dict=True, verbose=0) == expected
     assert set(expected) == {"loss", "token_accuracy", "x_squared_error", "bit0+bit1+bit2_bit_accuracy"}
+
+
+# -- a field that reads the whole target row ---------------------------------------------------------
+
+TOGGLE = Head((Categorical("gate", 3), Toggle("bit", 4, gate=0, state=2)))  # rows: [gate, bit, state x 4]
+
+
+def test_toggle_chooses_among_the_bits_that_can_flip():
+    # Row 0 clears bit 1 (set before: bits 1 and 3); row 1 sets bit 2 (set before: bit 0).
+    target = np.array([[0, 1, 0, 0, 0, 1], [2, 2, 1, 0, 1, 0]], np.float32)
+    logits = np.array([[0.5, 1.0, -0.5, 2.0], [0.3, 0.2, 0.1, -1.0]], np.float32)
+    output = np.concatenate([np.zeros((2, 3), np.float32), logits], axis=1)
+    allowed = [[1, 3], [1, 2, 3]]  # row 0: the set bits; row 1: the clear ones
+
+    def expected(row, index):
+        chosen = logits[row, allowed[row]].astype(np.float64)
+        return -(logits[row, index] - np.log(np.exp(chosen).sum()))
+
+    loss = numpy(TOGGLE.loss(target, output)) - np.log(3.0)  # minus the gate's uniform cross-entropy
+    np.testing.assert_allclose(loss, [expected(0, 1), expected(1, 2)], rtol=1e-5)
+    np.testing.assert_allclose(TOGGLE.nll_parts(output, target)["bit"], [expected(0, 1), expected(1, 2)], rtol=1e-6)
+    np.testing.assert_array_equal(numpy(FieldMetric(TOGGLE, 1).values(target, output)), [0.0, 0.0])
+    np.testing.assert_array_equal(numpy(FieldMetric(TOGGLE, 1).values(target, output + np.eye(7)[[0, 5]] * 9)),
+                                  [0.0, 1.0])  # row 1's logit of bit 2 raised: now its best allowed class
+    assert Head.from_json(json.loads(json.dumps(TOGGLE.to_json()))) == TOGGLE
+    with pytest.raises(ValueError, match="state column"):
+        Toggle("bit", 4, gate=0, state=-1)

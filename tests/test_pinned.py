@@ -1,7 +1,7 @@
 """The card's path gives the numbers it gave before the representation interface and the
 field heads: every head's loss history, generated files (byte for byte) and test scores
 of a tiny fixed-seed run, under each backend, against ``pinned_values.json`` (recorded
-with ``python -m tests.pinned_run`` on the code before the change)."""
+with ``python -m tests.pinned_run`` on the code before the change, commit e52b2b1)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,11 @@ def test_tiny_run_numbers_are_unchanged(backend, tmp_path):
         for name, values in pinned["history"].items():
             np.testing.assert_allclose(got["history"][name], values, rtol=1e-5, err_msg=f"{head} {name}")
         assert got["point_sha256"] == pinned["point_sha256"], f"{head}: the argmax piece changed"
-        assert got["sampled_sha256"] == pinned["sampled_sha256"], f"{head}: the sampled piece changed"
+        # One value, or every value the code before the change gave on the machines it ran on:
+        # XLA's CPU code differs by machine in the last bits under JAX, enough to move one
+        # sampled regression value across a rounding boundary of the grid.
+        accepted = pinned["sampled_sha256"] if isinstance(pinned["sampled_sha256"], list) else [pinned["sampled_sha256"]]
+        assert got["sampled_sha256"] in accepted, f"{head}: the sampled piece changed"
         for predictor, scores in pinned["scores"].items():
             for key, value in scores.items():
                 if value is None:

@@ -72,7 +72,7 @@ def test_samples_reach_tensorboard_at_the_right_epochs(song_folder, tmp_path):
         assert (audio.getnchannels(), audio.getframerate()) == (1, 16_000)
         assert 0 < audio.getnframes() <= 30 * 16_000
     midi_files = sorted(p.name for p in (tmp_path / "samples").iterdir())
-    assert midi_files == ["epoch-0002.mid", "epoch-0004.mid", "epoch-0005.mid"]
+    assert midi_files == ["epoch-0002.mid", "epoch-0004.mid", "epoch-0005.mid", "primer.mid"]
     tempo = [m.tempo for m in mido.MidiFile(tmp_path / "samples" / "epoch-0005.mid").tracks[0] if m.type == "set_tempo"]
     assert tempo == [600_000]
     assert sorted(logger.seconds) == [1, 3, 4] and all(s > 0 for s in logger.seconds.values())
@@ -115,3 +115,22 @@ def test_loss_curve_from_history_json(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert write_loss_curve(empty).is_file()  # no epochs yet: an empty plot, no error
+
+
+def test_the_primer_is_drawn_in_grey_before_the_piece():
+    from io import BytesIO
+
+    from PIL import Image
+
+    from note_matrix.evaluation.music_stats import Notes
+    from note_matrix.render import piano_roll_png
+
+    primer = Notes.build([(0.0, 1.0, 60), (1.0, 2.0, 62)])
+    piece = Notes.build([(2.0, 3.0, 64), (3.0, 4.0, 65)])
+
+    def pixels(png: bytes) -> dict:
+        return {colour: count for count, colour in Image.open(BytesIO(png)).convert("RGB").getcolors(1 << 16)}
+
+    grey, blue = (153, 153, 153), (31, 119, 180)  # the primer's "0.6" and the piece's "tab:blue"
+    drawn, alone = pixels(piano_roll_png(piece, primer=primer)), pixels(piano_roll_png(piece))
+    assert drawn[grey] > alone.get(grey, 0) + 2000 and drawn[blue] > 2000  # (text antialiasing has a few greys)

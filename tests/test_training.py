@@ -31,11 +31,12 @@ def test_run_folder_holds_config_model_split_and_history(trained_run, song_folde
     assert config["train"]["model"] == {
         "cell": "lstm", "units": 8, "layers": 1, "dropout_rate": 0.75,
         "head": "regression", "mixtures": 5, "learning_rate": 1e-4, "targets": "all",
+        "optimizer": "rmsprop", "clipnorm": None,  # the card's
     }
     # what the network reads and predicts (the 3 features the model config used to hold), as built
     representation = NoteMatrix()
     assert config["model"] == {
-        "inputs": {"kind": "continuous", "width": 3, "vocabulary": 0, "embedding": 0},
+        "inputs": {"kind": "continuous", "width": 3, "vocabulary": 0, "embedding": 0, "classes": []},
         "head": representation.head("regression", 5).to_json(),
         "monitor": "last_mse",
     }

@@ -10,7 +10,10 @@ model with window ``W`` is scored on (every row at index ``W`` or later of each 
   training files, smoothed towards the pitch marginal: ``P(next | previous) = (count +
   P(next)) / (count(previous) + 1)``, so a previous pitch never seen in training gives
   the marginal): the most likely next pitch given the previous one; velocity and time
-  are the training means.
+  are the training means;
+- ``n-gram of pitches, order k`` (k = 3, 5, 8): an interpolated n-gram of the pitches
+  (``evaluation.ngram``, its strength tuned on the validation files), velocity and time
+  as the Markov chain's.
 
 Scores (``score``): mean squared error per column (note, velocity, time, in the matrix's
 [0, 1] units) and overall, pitch accuracy (the prediction's pitch, rounded to a MIDI
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.likelihood import PROBABILITY_FLOOR, bin_mass, neg_log
+from note_matrix.evaluation.ngram import NGram
 from note_matrix.representations.note_matrix import MIDI_MAX, MIDI_NOTES, NOTE_BINS, TIME_BINS, NoteMatrix
 
 
@@ -39,6 +43,7 @@ def midi_pitch(note: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(note, np.float64) * MIDI_MAX), 0, MIDI_MAX).astype(np.int64)
 
 COLUMNS = NoteMatrix.columns
+PITCH_ORDERS = (3, 5, 8)
 
 
 @dataclass(frozen=True)
@@ -98,12 +103,25 @@ class Baselines:
     std_row: np.ndarray  # (3,)
     transitions: np.ndarray  # (128, 128) P(next pitch | previous pitch), smoothed towards the marginal
     pitch_marginal: np.ndarray  # (128,) P(pitch), Laplace-smoothed (add one)
+    pitches: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])  # training and validation pitch sequences
 
     @classmethod
-    def fit(cls, training: list[np.ndarray]) -> Baselines:
+    def fit(cls, training: list[np.ndarray], validation: list[np.ndarray] | None = None) -> Baselines:
         rows = np.concatenate(training)
-        transitions, marginal = markov_chain([midi_pitch(array[:, 0]) for array in training], MIDI_NOTES)
-        return cls(rows.mean(axis=0), rows.std(axis=0), transitions, marginal)
+        pitches = [midi_pitch(array[:, 0]) for array in training]
+        transitions, marginal = markov_chain(pitches, MIDI_NOTES)
+        return cls(rows.mean(axis=0), rows.std(axis=0), transitions, marginal,
+                   (pitches, [midi_pitch(array[:, 0]) for array in validation or [] if len(array)]))
+
+    def ngram(self, arrays: list[np.ndarray], window: int, order: int) -> Prediction:
+        """The interpolated pitch n-gram of ``order`` on the rows ``target_rows`` gives."""
+        model = NGram.tune(*self.pitches, order, self.pitch_marginal, start=window)
+        files = [midi_pitch(array[:, 0]) for array in arrays if len(array) > window]
+        probabilities = np.concatenate([model.distributions(pitch, window)[0] for pitch in files]) if files \
+            else np.zeros((0, MIDI_NOTES))
+        rows = np.tile(self.mean_row, (len(probabilities), 1))
+        rows[:, 0] = np.argmax(probabilities, axis=1) / 127 if len(probabilities) else rows[:, 0]
+        return Prediction(rows, probabilities, self.std_row[1], self.std_row[2])
 
     def repeat(self, previous: np.ndarray) -> Prediction:
         return Prediction(np.asarray(previous, np.float64))
@@ -127,6 +145,8 @@ class Baselines:
             "repeat previous row": score(self.repeat(previous), target),
             "training mean": score(self.mean(len(target)), target),
             "Markov chain (pitch)": score(self.markov(previous), target),
+            **{f"n-gram of pitches, order {order}": score(self.ngram(arrays, window, order), target)
+               for order in PITCH_ORDERS},
         }
 
 

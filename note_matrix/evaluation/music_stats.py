@@ -175,6 +175,17 @@ def describe(notes: Notes) -> dict[str, float]:
     }
 
 
+SUMMARY = (("notes", "{:d} notes"), ("polyphony", "polyphony {:.1f}"), ("note_density", "{:.1f} notes/s"),
+           ("average_inter_onset_interval", "IOI {:.3f} s"), ("pitch_range", "pitch range {:d}"),
+           ("longest_repeated_pitch", "longest repeated pitch {:d}"), ("in_scale_rate", "in scale {:.2f}"),
+           ("repeated_4gram_fraction", "repeated 4-grams {:.2f}"))
+
+
+def summary_line(statistics: dict) -> str:
+    """The main statistics of ``describe`` in one line."""
+    return ", ".join(form.format(statistics[key]) for key, form in SUMMARY)
+
+
 class CopiedRuns:
     """Finds the longest run of a sequence's consecutive values found verbatim in one source.
 

@@ -65,27 +65,29 @@ def calibration(data: RunData, model, head) -> tuple[dict[str, float] | None, st
     return std, f"computed now from the {files} (the run has no {runs.CALIBRATION_FILE})"
 
 
-def require_test_files(data: RunData) -> None:
-    if not data.split["test"]:
-        raise RunError(f"{data.run_dir}: the run has no test files (trained with --test-fraction 0); nothing to score")
+def require_test_files(data: RunData, split: str = "test") -> None:
+    if not data.split[split]:
+        raise RunError(f"{data.run_dir}: the run has no {split} files (trained with --{split}-fraction 0); "
+                       "nothing to score")
 
 
 def model_label(head: str) -> str:
     return f"model ({head} head)"
 
 
-def evaluate_test(data: RunData, model, *, batch_size: int = PREDICT_BATCH_SIZE) -> dict:
-    """The ``"test"`` entry of ``evaluation.json``: every predictor's scores on the test steps.
+def evaluate_test(data: RunData, model, *, batch_size: int = PREDICT_BATCH_SIZE, split: str = "test") -> dict:
+    """The ``"test"`` entry of ``evaluation.json``: every predictor's scores on the test steps
+    (``split="validation"``: on the validation steps, where settings are chosen).
 
     ``data`` comes from ``run_data.encode(run_data.open_run(...))``; ``RunError`` for a run
-    without test files.
+    without files in ``split``.
     """
     import keras
 
-    require_test_files(data)
+    require_test_files(data, split)
     representation, head, head_name = data.representation, data.config.head(), data.config.train.model.head
     window = data.window_length
-    test = data.part("test")
+    test = data.part(split)
     _, target = target_rows(test, window)
     outputs = predict_outputs(model, test, window, batch_size=batch_size)
     points = np.asarray(keras.ops.convert_to_numpy(head.point(outputs)), np.float64)
@@ -93,14 +95,15 @@ def evaluate_test(data: RunData, model, *, batch_size: int = PREDICT_BATCH_SIZE)
     std, std_source = calibration(data, model, head) if head.needs_spread else (None, "not needed by this head")
     model_scores["nll"] = None
     if std is not None or not head.needs_spread:
-        model_scores["nll"] = float(np.mean(head.nll(outputs, target, std)))
+        model_scores.update(representation.distribution_scores(head, outputs, target, std))
+    validation = data.part("validation") if data.split["validation"] else []
     scores = {model_label(head_name): model_scores,
-              **representation.baselines(data.part("train")).score_all(test, window)}
+              **representation.baselines(data.part("train"), validation).score_all(test, window)}
     columns = representation.score_columns
     return {
         "created": runs.utc_now(),
-        "split": "test",
-        "files": list(data.split["test"]),
+        "split": split,
+        "files": list(data.split[split]),
         "rows": len(target),
         "window_length": window,
         "head": head_name,

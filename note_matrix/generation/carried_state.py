@@ -18,8 +18,8 @@ head's width, ``models.fields``).
 
 Sampling hook: ``generate(..., noise=)`` takes random numbers ``(N, length,
 noise_width)``, drawn outside the compiled loop from a seeded NumPy generator;
-``row_function(prediction, noise_t)`` sees row t's slice ``(N, noise_width)`` (zeros
-when no noise is given).
+``row_function(prediction, noise_t, previous)`` sees row t's slice ``(N, noise_width)``
+(zeros when no noise is given) and the row fed last (the primer's last row at first).
 """
 
 from __future__ import annotations
@@ -34,19 +34,21 @@ import numpy as np
 from keras import ops
 from tqdm import tqdm
 
+from models.builder import OneHotColumns
 from note_matrix.errors import RunError
 from note_matrix.generation.compile import compile_function
 
 CHUNK_STEPS = 1024  # rows per compiled call: the progress bar moves and the noise is sliced per chunk
 
-RowFunction = Callable[[object, object], object]  # (prediction (N, width), noise_t (N, noise_width)) -> row (N, F)
+# (prediction (N, width), noise_t (N, noise_width), previous row (N, F)) -> row (N, F)
+RowFunction = Callable[[object, object, object], object]
 
 
 @dataclass(frozen=True)
 class _Step:
     """One layer of the per-row computation and the model variables it reads."""
 
-    kind: str  # "lstm", "gru", "rnn" (recurrent); "dense", "activation" (head)
+    kind: str  # "embedding", "one_hot" (inputs); "lstm", "gru", "rnn" (recurrent); "dense", "activation" (head)
     name: str
     variables: tuple  # the layer's own keras.Variable objects, in the order the step reads them
     activation: Callable | None = None
@@ -81,6 +83,8 @@ def _plan(model: keras.Model) -> tuple[tuple[_Step, ...], tuple[_Step, ...], int
         kind = _RECURRENT.get(type(inner))
         if isinstance(layer, keras.layers.Embedding) and not recurrent:
             recurrent.append(_Step("embedding", layer.name, (layer.embeddings,)))  # token ids in: a lookup
+        elif isinstance(layer, OneHotColumns) and not recurrent:
+            recurrent.append(_Step("one_hot", layer.name, (), activation=layer.call))  # integer columns in
         elif isinstance(layer, keras.layers.Reshape) and recurrent and recurrent[-1].kind == "embedding":
             continue  # (N, 1, E) -> (N, E) per step: the lookup already gives (N, E)
         elif kind is not None:
@@ -120,7 +124,7 @@ def _plan(model: keras.Model) -> tuple[tuple[_Step, ...], tuple[_Step, ...], int
 # -- the per-row computation (keras.ops; runs inside the compiled loops) -------------------------
 
 def _zero_state(step: _Step, batch: int) -> tuple:
-    if step.kind == "embedding":
+    if step.kind in ("embedding", "one_hot"):
         return ()
     zeros = ops.zeros((batch, step.units), dtype="float32")
     return (zeros, zeros) if step.kind == "lstm" else (zeros,)
@@ -178,6 +182,10 @@ def _stack_step(recurrent: tuple[_Step, ...], weights: tuple, states: tuple, row
             new_states.append(())
             x = ops.take(layer_weights[0], ops.cast(x[:, 0], "int32"), axis=0)
             continue
+        if step.kind == "one_hot":  # integer columns (N, C) -> their one-hot features
+            new_states.append(())
+            x = step.activation(x)
+            continue
         state = _recurrent_step(step, layer_weights, state, x)
         new_states.append(state)
         x = state[0]
@@ -200,9 +208,9 @@ def _head(head: tuple[_Step, ...], weights: tuple, x):
 class CarriedStateGenerator:
     """Generates rows from ``model`` with its recurrent state carried forward.
 
-    ``row_function(prediction, noise_t)`` (``keras.ops``; prediction ``(N, width)``, the
-    model's output, and noise ``(N, noise_width)``) returns the row ``(N, features)`` that
-    is written and fed back. ``noise_width``: random numbers per row (default
+    ``row_function(prediction, noise_t, previous)`` (``keras.ops``; prediction ``(N,
+    width)``, the model's output, noise ``(N, noise_width)`` and the row fed last ``(N,
+    features)``) returns the row ``(N, features)`` that is written and fed back. ``noise_width``: random numbers per row (default
     ``features``). ``generate`` reads the weights from ``model`` at every call. ``traces``
     counts how often each compiled function's Python body ran: once per new set of input
     shapes under TensorFlow and JAX.
@@ -236,22 +244,23 @@ class CarriedStateGenerator:
 
         return ops.fori_loop(0, steps, body, states)
 
-    def _run_body(self, weights, states, noise):
-        """``noise.shape[1]`` rows from ``states``: returns ``(states, rows (N, steps, F))``."""
+    def _run_body(self, weights, states, previous, noise):
+        """``noise.shape[1]`` rows from ``states`` after row ``previous`` ``(N, F)``: returns
+        ``(states, rows (N, steps, F))``."""
         self.traces["run"] += 1
         recurrent_weights, head_weights = weights
         batch, steps = noise.shape[0], noise.shape[1]
         rows = ops.zeros((steps, batch, self.features), dtype=self.dtype)  # time-major buffer
 
         def body(t, carry):
-            states, rows = carry
+            states, previous, rows = carry
             prediction = _head(self._head, head_weights, states[-1][0])
             noise_t = ops.squeeze(ops.slice(noise, (0, t, 0), (batch, 1, self.noise_width)), axis=1)
-            row = self._row_function(prediction, noise_t)
+            row = ops.cast(self._row_function(prediction, noise_t, previous), self.dtype)
             rows = ops.slice_update(rows, (t, 0, 0), row[None])
-            return _stack_step(self._recurrent, recurrent_weights, states, row), rows
+            return _stack_step(self._recurrent, recurrent_weights, states, row), row, rows
 
-        states, rows = ops.fori_loop(0, steps, body, (states, rows))
+        states, _, rows = ops.fori_loop(0, steps, body, (states, previous, rows))
         return states, ops.transpose(rows, (1, 0, 2))
 
     def _weights(self) -> tuple:
@@ -291,6 +300,7 @@ class CarriedStateGenerator:
         steps = math.ceil(length / chunks)
         weights = self._weights()
         states = self._prime(weights, primers)
+        previous = primers[:, -1]
         out = np.empty((batch, chunks * steps, self.features), dtype=self.dtype)
         with tqdm(total=length, desc="generating", unit="row", disable=not progress) as bar:
             for start in range(0, chunks * steps, steps):
@@ -298,7 +308,8 @@ class CarriedStateGenerator:
                 if noise is not None:
                     part = noise[:, start : start + steps]
                     chunk_noise[:, : part.shape[1]] = part
-                states, rows = self._run(weights, states, chunk_noise)
+                states, rows = self._run(weights, states, previous, chunk_noise)
                 out[:, start : start + steps] = ops.convert_to_numpy(rows)
+                previous = out[:, start + steps - 1]
                 bar.update(min(steps, length - start))
         return out[:, :length]

@@ -66,7 +66,9 @@ def generate_window(
         prediction = keras.ops.convert_to_numpy(model.predict_on_batch(context))
         if prediction.ndim == 3:
             prediction = prediction[:, -1]
-        rows[:, i] = ops.convert_to_numpy(rows_of(ops.convert_to_tensor(prediction), ops.convert_to_tensor(noise[:, i])))
+        previous = ops.convert_to_tensor(context[:, -1])
+        rows[:, i] = ops.convert_to_numpy(rows_of(ops.convert_to_tensor(prediction), ops.convert_to_tensor(noise[:, i]),
+                                                  previous))
         context = np.concatenate([context, rows[:, i : i + 1]], axis=1)[:, -window_length:]
     return rows[0] if single else rows
 

@@ -62,27 +62,26 @@ def check_model(model, head) -> None:
 def row_function(representation, head, sampling: Sampling | None = None):
     """The step function of both generation methods (``keras.ops``, in-graph in the carried loop).
 
-    ``(prediction (N, width), noise_t (N, noise_width)) -> step (N, columns)``: the head's
-    point step (``sampling`` None or at temperature 0) or a sample, made valid by
-    ``representation.valid_steps`` so that what is written is what is fed back.
+    ``(prediction (N, width), noise_t (N, noise_width), previous (N, columns)) -> step
+    (N, columns)``: ``representation.next_step``, the head's point step (``sampling`` None
+    or at temperature 0) or a sample, made valid, so that what is written is what is fed back.
     """
-    if sampling is None or not sampling.samples:
-        def point(prediction, noise_t):
-            del noise_t  # no randomness
-            return representation.valid_steps(head.point(prediction))
+    temperature = 0.0 if sampling is None else sampling.temperature
+    top_k = spread = None
+    if temperature > 0:
+        if head.needs_spread and sampling.residual_std is None:
+            raise RunError(f"sampling from this head needs the residual standard deviations of the run "
+                           f"({runs.CALIBRATION_FILE})")
+        if sampling.top_k is not None and (head.top_k_limit is None or sampling.top_k > head.top_k_limit):
+            raise RunError(f"top_k must be between 1 and {head.top_k_limit or 0} for this head, "
+                           f"got {sampling.top_k}")
+        top_k, spread = sampling.top_k, sampling.residual_std
 
-        return point
-    if head.needs_spread and sampling.residual_std is None:
-        raise RunError(f"sampling from this head needs the residual standard deviations of the run "
-                       f"({runs.CALIBRATION_FILE})")
-    if sampling.top_k is not None and (head.top_k_limit is None or sampling.top_k > head.top_k_limit):
-        raise RunError(f"top_k must be between 1 and {head.top_k_limit or 0} for this head, got {sampling.top_k}")
+    def step(prediction, noise_t, previous):
+        return representation.next_step(head, prediction, noise_t, previous, temperature=temperature, top_k=top_k,
+                                        spread=spread)
 
-    def sample(prediction, noise_t):
-        return representation.valid_steps(head.sample(prediction, noise_t, temperature=sampling.temperature,
-                                                      top_k=sampling.top_k, spread=sampling.residual_std))
-
-    return sample
+    return step
 
 
 def sampling_noise(head, sampling: Sampling | None, pieces: int, length: int) -> np.ndarray | None:

@@ -21,6 +21,7 @@ from note_matrix.representations.note_matrix import (
 REGISTRY: dict[str, str] = {
     "note_matrix": "note_matrix.representations.note_matrix:NoteMatrix",
     "pitch_sequence": "note_matrix.representations.pitch_sequence:PitchSequence",
+    "note_events": "note_matrix.representations.note_events:EventFields",
 }
 DEFAULT = "note_matrix"
 

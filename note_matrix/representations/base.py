@@ -56,6 +56,8 @@ class Representation(ABC):
     columns: ClassVar[tuple[str, ...]]  # a step's values, by name (the head's target columns)
     heads: ClassVar[tuple[str, ...]]  # the output heads it offers; the first is the default
     needs_fit: ClassVar[bool] = False  # True: ``fit`` learns something from the training files
+    # Training settings that replace the card's when their flag is not given (``TrainConfig.flat`` names).
+    recipe: ClassVar[dict] = {}
 
     def fit(self, paths: list[Path]) -> None:
         """Learn from the training files what must come from them alone (a vocabulary, a
@@ -89,6 +91,17 @@ class Representation(ABC):
     def valid_steps(self, steps):
         """Generated steps ``(N, columns)`` (``keras.ops``) made valid: what is written and fed back."""
 
+    def next_step(self, head: Head, prediction, noise, previous, *, temperature: float, top_k: int | None,
+                  spread):
+        """The generated step after ``previous`` (``(N, columns)``, the step fed last), from the
+        network's ``prediction`` ``(N, width)`` and ``noise`` (``Head.draw_noise``), in
+        ``keras.ops``: the head's point (temperature 0) or sample, made valid. A
+        representation whose valid steps depend on what came before overrides this."""
+        del previous
+        if temperature == 0:
+            return self.valid_steps(head.point(prediction))
+        return self.valid_steps(head.sample(prediction, noise, temperature=temperature, top_k=top_k, spread=spread))
+
     # -- evaluation ------------------------------------------------------------------
     score_columns: ClassVar[tuple[ScoreColumn, ...]] = (ScoreColumn("accuracy", "accuracy", True), NLL_COLUMN)
     score_legend: ClassVar[tuple[str, ...]] = (
@@ -99,9 +112,16 @@ class Representation(ABC):
         """Scores of point predictions ``(rows, columns)`` against targets: here, exact-step accuracy."""
         return {"accuracy": float(np.mean(np.all(np.rint(points) == targets, axis=-1)))}
 
-    def baselines(self, training: list[np.ndarray]):
-        """Predictors fitted on the training arrays, with ``score_all(arrays, window)``: for
-        token steps, repeat, unigram and Markov chain over the input's vocabulary."""
+    def distribution_scores(self, head: Head, outputs: np.ndarray, targets: np.ndarray, spread) -> dict[str, float]:
+        """Scores of the distributions the network's ``outputs`` ``(rows, width)`` give for
+        ``targets`` ``(rows, columns)`` (they replace ``point_scores``' of the same name):
+        here ``nll``, the mean of ``Head.nll`` in nats per step."""
+        return {"nll": float(np.mean(head.nll(outputs, np.asarray(targets)[:, : head.columns], spread)))}
+
+    def baselines(self, training: list[np.ndarray], validation: list[np.ndarray] | None = None):
+        """Predictors fitted on the training arrays (settings tuned on ``validation``), with
+        ``score_all(arrays, window)``: for token steps, repeat, unigram and Markov chain over
+        the input's vocabulary."""
         from note_matrix.evaluation.baselines import TokenBaselines
 
         return TokenBaselines.fit(training, self.inputs().vocabulary)

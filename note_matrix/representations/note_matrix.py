@@ -201,10 +201,10 @@ class NoteMatrix(Representation):
 
         return score(Prediction(points), targets)
 
-    def baselines(self, training: list[np.ndarray]):
+    def baselines(self, training: list[np.ndarray], validation: list[np.ndarray] | None = None):
         from note_matrix.evaluation.baselines import Baselines
 
-        return Baselines.fit(training)
+        return Baselines.fit(training, validation)
 
     def to_json(self) -> dict:
         return {

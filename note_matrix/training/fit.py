@@ -210,11 +210,12 @@ def window_batches(config: TrainConfig, data: RunData) -> tuple[WindowBatches, W
     """The training batches and the validation batches (None without validation windows).
 
     Training: non-overlapping chunks with ``targets="all"``, sliding windows with
-    ``"last"``; validation: every sliding window, whatever the targets.
+    ``"last"``; validation: every sliding window (every ``validation_stride``-th), whatever
+    the targets.
     """
     targets = config.model.targets
     train_index = WindowIndex(data.part("train"), config.window_length)
-    validation_index = WindowIndex(data.part("validation"), config.window_length)
+    validation_index = WindowIndex(data.part("validation"), config.window_length, config.validation_stride)
     if len(train_index) == 0:
         raise DatasetError(f"{data.files.root}: the training split has no windows of {config.window_length} steps")
     batches = WindowBatches(train_index, config.batch_size, shuffle=True, seed=config.seed, targets=targets,

@@ -4,17 +4,19 @@
 generates a short piece from one fixed primer with the weights of the moment, and writes
 to the run's TensorBoard ``validation`` folder
 
-- ``samples/piano_roll``: the piece as a piano-roll image (``render.piano_roll_png``);
+- ``samples/piano_roll``: the primer (grey) and the piece after it (blue) as a piano-roll
+  image (``render.piano_roll_png``);
 - ``samples/audio``: the piece as sound (``render.synthesize``: FluidSynth with a General
   MIDI soundfont when one is installed, else pretty_midi's sine waves), at 16 kHz and
   at most ``max_audio_seconds``, to keep event files small;
 
 with the epoch's step (0 for the first epoch, as the ``epoch_*`` scalars), and the piece
-as ``samples/epoch-NNNN.mid`` (NNNN: epochs done) in the run folder. Generation uses the
-carried-state method without sampling (the head's point rows), so it draws no random
-number and changes nothing the training uses: the weights are read, never written; the
-model is neither compiled nor called by Keras; the generator is compiled once, at the
-first sample.
+as ``samples/epoch-NNNN.mid`` (NNNN: epochs done) in the run folder (the primer as
+``samples/primer.mid``). Generation uses the carried-state method with the head's own
+default: a sample at temperature 1 where the head samples by default and needs no
+calibration (``SAMPLE_SEED``, from its own NumPy generator), else its point steps. It
+changes nothing the training uses: the weights are read, never written; the model is
+neither compiled nor called by Keras; the generator is compiled once, at the first sample.
 
 ``write_loss_curve`` draws the training and validation loss per epoch to
 ``logs/<run>/loss.png``.
@@ -38,6 +40,7 @@ from note_matrix.render import loss_curve_png, piano_roll_png, synthesize, wav_b
 from note_matrix.training.tensorboard import SummaryWriter
 
 SAMPLE_LENGTH = 200  # rows: about 100 notes
+SAMPLE_SEED = 0  # the random numbers of every sample: epochs differ by their weights only
 SAMPLE_RATE = 16_000  # Hz: a 30 s clip is under 1 MB in the event file
 MAX_AUDIO_SECONDS = 30.0
 LOSS_CURVE_FILE = "loss.png"
@@ -129,19 +132,37 @@ class SampleLogger(keras.callbacks.Callback):
             self.seconds[epoch] = float("nan")
             print(f"\nno sample after epoch {epoch + 1}: {error}")
 
+    @property
+    def sampling(self):
+        """The head's default: temperature 1 where it samples by default without calibration, else None."""
+        from note_matrix.generation import Sampling
+
+        if self.head.samples_by_default and not self.head.needs_spread:
+            return Sampling(temperature=1.0, random_seed=SAMPLE_SEED)
+        return None
+
     def generate(self) -> np.ndarray:
         """``(length, columns)`` valid steps after the primer, with the model's current weights."""
         from note_matrix import generation
 
+        sampling = self.sampling
         if self._generator is None:
             try:
-                self._generator = generation.carried_state_generator(self.model, self.representation, self.head)
+                self._generator = generation.carried_state_generator(self.model, self.representation, self.head,
+                                                                     sampling)
             except RunError:  # a model the carried loop cannot run: the card's window method
                 self._generator = False
         if self._generator is False:
             return generation.generate_rows(self.model, self.primer, self.length, self.representation, self.head,
-                                            method="window", progress=False)
-        return self._generator.generate(self.primer[None], self.length)[0]
+                                            method="window", progress=False, sampling=sampling)
+        noise = generation.sampling_noise(self.head, sampling, 1, self.length)
+        return self._generator.generate(self.primer[None], self.length, noise=noise)[0]
+
+    def _primer_notes(self, folder: Path) -> Notes:
+        path = folder / "primer.mid"
+        if not path.is_file():
+            self.representation.decode(self.primer, self.meta, path)
+        return Notes.from_events(read_midi(path))
 
     def log_sample(self, epoch: int) -> None:
         """Generate, draw, synthesise and write the sample of ``epoch`` (0-based)."""
@@ -152,10 +173,16 @@ class SampleLogger(keras.callbacks.Callback):
         path = folder / f"epoch-{epoch + 1:04d}.mid"
         self.representation.decode(rows, self.meta, path)
         notes = Notes.from_events(read_midi(path))
+        primer = self._primer_notes(folder)
         if not self.keep_midi:
             path.unlink()
-        title = f"epoch {epoch + 1}: {len(notes)} notes from {self.length} rows generated after the validation primer"
-        png = piano_roll_png(notes, title)
+            (folder / "primer.mid").unlink()
+        how = "sampled at T=1" if self.sampling is not None else "point steps"
+        title = (f"epoch {epoch + 1}: {len(notes)} notes from {self.length} steps ({how}) after the validation "
+                 f"primer (grey)")
+        start = float(primer.end_seconds.max()) if len(primer) else 0.0
+        shifted = Notes(notes.start_seconds + start, notes.end_seconds + start, notes.pitch)
+        png = piano_roll_png(shifted, title, primer=primer)
         width, height = png_size(png)
         audio, _ = synthesize(first_seconds(notes, self.max_audio_seconds), sample_rate=self.sample_rate,
                               soundfont=self.soundfont)

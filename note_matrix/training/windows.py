@@ -35,9 +35,10 @@ class WindowIndex:
     ``starts``: ``(windows,)`` int64; window ``i`` is ``data[starts[i] : starts[i] + window_length]``
     and its target is ``data[starts[i] + window_length]``.
     ``song_starts``, ``song_lengths``: ``(songs,)`` int64, where each song lies in ``data``.
+    ``stride``: the starts of a song are ``stride`` steps apart (1: every window).
     """
 
-    def __init__(self, arrays: list[np.ndarray], window_length: int):
+    def __init__(self, arrays: list[np.ndarray], window_length: int, stride: int = 1):
         if window_length < 1:
             raise ValueError(f"window_length must be positive, got {window_length}")
         self.window_length = window_length
@@ -48,7 +49,7 @@ class WindowIndex:
         offsets = np.cumsum([0] + [len(a) for a in arrays]).astype(np.int64)
         self.song_starts, self.song_lengths = offsets[:-1], np.diff(offsets)
         self.starts = np.concatenate(
-            [np.arange(offsets[i], offsets[i + 1] - window_length) for i in range(len(arrays))]
+            [np.arange(offsets[i], offsets[i + 1] - window_length, stride) for i in range(len(arrays))]
             or [np.zeros(0, np.int64)]
         ).astype(np.int64)
         self._steps = np.arange(window_length)
