@@ -20,7 +20,7 @@ so each is as strong as counting gets at its order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from note_matrix.representations.note_events import (
     VELOCITY_CLASSES,
     drawn_scores,
     event_scores,
+    point_accuracies,
     sounding_before,
 )
 
@@ -49,7 +50,7 @@ def _unigram(arrays: list[np.ndarray], column: int) -> np.ndarray:
 class EventBaselines:
     training: list[np.ndarray]
     validation: list[np.ndarray]
-    unigrams: list[np.ndarray] = field(default_factory=list)
+    unigrams: list[np.ndarray]  # each field's training frequencies (add-one)
 
     @classmethod
     def fit(cls, training: list[np.ndarray], validation: list[np.ndarray]) -> EventBaselines:
@@ -61,10 +62,7 @@ class EventBaselines:
         files = [np.asarray(a, np.int64) for a in arrays if len(a) > window]
         targets = np.concatenate([a[window:] for a in files]) if files else np.zeros((0, 3), np.int64)
         previous = np.concatenate([a[window - 1 : -1, :3] for a in files]) if files else targets
-        scores = {"repeat previous event": {
-            "pitch_accuracy": float(np.mean(previous[:, 1] == targets[:, 1])),
-            "on_off_accuracy": float(np.mean((previous[:, 0] > 0) == (targets[:, 0] > 0))),
-            "time_accuracy": float(np.mean(previous[:, 2] == targets[:, 2]))}}
+        scores = {"repeat previous event": point_accuracies(previous, targets)}
         scores["unigram"] = drawn_scores(*(np.tile(u, (len(targets), 1)) for u in self.unigrams), targets)
         for order in FIELD_ORDERS:
             marginals = []
@@ -92,8 +90,9 @@ class EventBaselines:
                            order, base, start=window)
         parts = []
         for array in files:
-            p, escape = model.distributions(symbols(array), window)
-            parts.append(self._valid_only(p, escape, array[window:], seen, base, members, symbols(array[window:])))
+            ids = symbols(array)
+            p, escape = model.distributions(ids, window)
+            parts.append(self._valid_only(p, escape, array[window:], seen, base, members, ids[window:]))
         velocity, pitch, time, joint = (np.concatenate(column) for column in zip(*parts))
         return event_scores(velocity, pitch, time, targets, -np.log(np.maximum(joint, 1e-12)))
 

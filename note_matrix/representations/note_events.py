@@ -207,10 +207,7 @@ class EventFields(Representation):
 
     # -- evaluation ------------------------------------------------------------------
     def point_scores(self, points: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-        points, targets = np.rint(points).astype(np.int64), np.asarray(targets, np.int64)
-        return {"pitch_accuracy": float(np.mean(points[:, 1] == targets[:, 1])),
-                "on_off_accuracy": float(np.mean((points[:, 0] > 0) == (targets[:, 0] > 0))),
-                "time_accuracy": float(np.mean(points[:, 2] == targets[:, 2]))}
+        return point_accuracies(points, targets)
 
     def distribution_scores(self, head, outputs: np.ndarray, targets: np.ndarray, spread) -> dict[str, float]:
         """Scores of the distribution the generator draws from at temperature 1 (``next_step``):
@@ -229,6 +226,14 @@ class EventFields(Representation):
 
     def to_json(self) -> dict:
         return {"name": self.name}
+
+
+def point_accuracies(points: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Pitch, on/off and time accuracy of predicted events ``(rows, 3 or more)`` against the targets."""
+    points, targets = np.rint(points).astype(np.int64), np.asarray(targets, np.int64)
+    return {"pitch_accuracy": float(np.mean(points[:, 1] == targets[:, 1])),
+            "on_off_accuracy": float(np.mean((points[:, 0] > 0) == (targets[:, 0] > 0))),
+            "time_accuracy": float(np.mean(points[:, 2] == targets[:, 2]))}
 
 
 def sounding_before(targets: np.ndarray) -> np.ndarray:
