@@ -7,7 +7,10 @@ first-order Markov chain over pitches): MSE per column and overall, pitch accura
 negative log-likelihood per row. Prints a table and saves it in logs/<run>/evaluation.json.
 
 --split validation scores the validation files instead (where settings are chosen; saved
-under "validation"). --generated DIR compares the music statistics of the MIDI files in DIR (e.g. the output of
+under "validation"). A piano-roll run (the polyphonic benchmarks: --dataset jsb, ...) is
+scored as the benchmarks are, by its frame-level NLL on every frame of its validation and
+test pieces beside the frame baselines and the published figures (saved under "frame_nll");
+with no test split (the mirror's copies withhold it), on validation only, and said so. --generated DIR compares the music statistics of the MIDI files in DIR (e.g. the output of
 generate.py) with the run's training files instead, and saves them in the same file under
 "generated". --json PATH saves to PATH instead of the run folder.
 """
@@ -27,7 +30,8 @@ from note_matrix.errors import NoteMatrixError  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="run folder (default: the newest run in --logdir)")
+    parser.add_argument("--model", default=None,
+                        help="run folder, or its model.keras (default: the newest run in --logdir)")
     parser.add_argument("--logdir", default="logs", help="where runs are (default: %(default)s)")
     parser.add_argument("--generated", metavar="DIR", default=None,
                         help="compare the .mid/.midi files in DIR (searched recursively) with the training files")
@@ -48,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        run_dir = Path(args.model) if args.model else runs.newest_run(args.logdir)
+        run_dir = runs.find_run(args.model, args.logdir)
 
         from note_matrix import evaluation, run_data
 
@@ -56,6 +60,10 @@ def main(argv=None) -> int:
         if args.generated is not None:
             key, result = "generated", evaluation.compare_generated(data, args.generated)
             table = evaluation.format_generated(result, run_dir)
+        elif data.representation.name == "piano_roll":
+            run_data.encode(data, progress=not args.quiet)
+            key, result = "frame_nll", evaluation.evaluate_frames(data, runs.load_model(run_dir), split=args.split)
+            table = evaluation.format_frames(result, run_dir)
         else:
             evaluation.require_test_files(data, args.split)  # before Keras loads the model
             model = runs.load_model(run_dir)

@@ -28,9 +28,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
 from note_matrix import runs  # noqa: E402
-from note_matrix.errors import NoteMatrixError, RunError  # noqa: E402
 from note_matrix.config import RunConfig  # noqa: E402
+from note_matrix.errors import NoteMatrixError, RunError  # noqa: E402
 from note_matrix.generation.primer import read_primer  # noqa: E402
+from note_matrix.startup import import_keras  # noqa: E402
 
 MAX_LENGTH = 100_000  # rows per piece
 MAX_NUM_OUTPUTS = 256  # pieces per run
@@ -62,7 +63,8 @@ def temperature(text: str) -> float:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", required=True, help="MIDI file whose rows prime the model")
-    parser.add_argument("--model", default=None, help="run folder (default: the newest run in --logdir)")
+    parser.add_argument("--model", default=None,
+                        help="run folder, or its model.keras (default: the newest run in --logdir)")
     parser.add_argument("--logdir", default="logs", help="where runs are (default: %(default)s)")
     parser.add_argument("--length", type=positive_length, default=500,
                         help=f"rows (note events) to generate per piece, at most {MAX_LENGTH:,} (default: %(default)s)")
@@ -149,13 +151,14 @@ def main(argv=None) -> int:
     try:
         if args.soundfont is not None and not Path(args.soundfont).is_file():
             raise RunError(f"--soundfont {args.soundfont}: no such file")
-        run_dir = Path(args.model) if args.model else runs.newest_run(args.logdir)
+        run_dir = runs.find_run(args.model, args.logdir)
         config = RunConfig.read(run_dir)
         representation = config.build_representation()
         window_length = config.train.window_length
         primer = read_primer(args.seed, representation, window_length)
 
-        from note_matrix import generation  # Keras loads here
+        import_keras()  # Keras loads here, its backend's start-up lines held back
+        from note_matrix import generation
         from note_matrix.evaluation.music_stats import Notes, describe, summary_line
         from note_matrix.midi import read_midi
 

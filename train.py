@@ -11,8 +11,10 @@ Stopped (Ctrl-C, killed, crashed)? Continue where it stopped: python train.py --
 only the row after the window, as the card. --head regression (the default) is the card's
 mean squared error on the row; --head categorical predicts the pitch as one of 128 notes
 (cross-entropy) and regresses velocity and time; --head mdn adds a mixture density over
-velocity and time (--mixtures components). --distribute mirrored trains on every local GPU,
---distribute multiworker on the hosts named in TF_CONFIG (both TensorFlow backend only).
+velocity and time (--mixtures components). --distribute data-parallel trains on every local
+device under JAX or TensorFlow (under JAX also on several hosts: JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES, JAX_PROCESS_ID); --distribute mirrored on every local GPU, --distribute
+multiworker on the hosts named in TF_CONFIG (both TensorFlow backend only).
 
 The music is best with --representation note_events (every field categorical, its own
 recipe: Adam, 256 units, window 100; any flag given overrides the recipe).
@@ -27,11 +29,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
 from models import CELL_NAMES, OPTIMIZERS, TARGETS  # noqa: E402
+from models.config import LR_SCHEDULES  # noqa: E402
 from note_matrix import representations  # noqa: E402
-from note_matrix.config import DISTRIBUTE, TrainConfig  # noqa: E402
+from note_matrix.config import BATCHES, DISTRIBUTE, TrainConfig  # noqa: E402
 from note_matrix.errors import NoteMatrixError  # noqa: E402
-from note_matrix.training import resume, resume_config, train  # noqa: E402
-from note_matrix.training.distribute import check_distribution  # noqa: E402
+from note_matrix.startup import import_keras  # noqa: E402
 
 TRAIN_DEFAULTS = TrainConfig()
 MODEL_DEFAULTS = TRAIN_DEFAULTS.model
@@ -39,12 +41,14 @@ MODEL_DEFAULTS = TRAIN_DEFAULTS.model
 # argparse destination -> TrainConfig field ("model.<field>" for the ModelConfig's)
 CONFIG_FIELDS = {
     "dataset": "dataset", "data_dir": "data_dir", "representation": "representation", "window": "window_length",
-    "validation_fraction": "validation_fraction",
+    "frame": "frame", "chord_symbols": "chord_symbols", "validation_fraction": "validation_fraction",
     "validation_stride": "validation_stride", "test_fraction": "test_fraction", "max_files": "max_files",
     "workers": "workers",
     "cell": "model.cell", "units": "model.units", "layers": "model.layers", "dropout": "model.dropout_rate",
     "targets": "model.targets", "head": "model.head", "mixtures": "model.mixtures", "learning_rate": "model.learning_rate",
-    "optimizer": "model.optimizer", "clipnorm": "model.clipnorm", "batch_size": "batch_size",
+    "optimizer": "model.optimizer", "clipnorm": "model.clipnorm", "lr_schedule": "model.lr_schedule",
+    "lr_min": "model.lr_min", "lr_max": "model.lr_max", "cycle_steps": "model.cycle_steps", "batches": "batches",
+    "batch_size": "batch_size",
     "epochs": "epochs", "patience": "patience", "seed": "seed", "distribute": "distribute",
     "logdir": "logdir", "run_name": "run_name", "histogram_freq": "histogram_freq",
     "sample_every": "sample_every",
@@ -55,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default=TRAIN_DEFAULTS.dataset,
-                      help="pop, nottingham, or a folder of .mid/.midi files (default: %(default)s)")
+                      help="pop, nottingham, a folder of .mid/.midi files, or a polyphonic benchmark with "
+                           "--representation piano_roll: jsb, nottingham-poly, musedata, piano-midi "
+                           "(default: %(default)s)")
     data.add_argument("--data-dir", default=TRAIN_DEFAULTS.data_dir,
                       help="downloads and the encoding cache (default: %(default)s)")
     data.add_argument("--representation", choices=representations.names(), default=TRAIN_DEFAULTS.representation,
@@ -63,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "note_events, the rows as categorical fields, with its own training recipe (the "
                            "README's Note events); pitch_sequence, the melody's pitches as tokens "
                            "(default: %(default)s)")
+    data.add_argument("--frame", type=float, default=None,
+                      help="piano_roll and chord_tokens: beats per frame of a MIDI file (default: 0.5, an eighth "
+                           "note, for piano_roll; 0.25 for chord_tokens; a benchmark's frame is its own)")
+    data.add_argument("--chord-symbols", action="store_true",
+                      help="chord_tokens only: one symbol per note or chord, the training files' 500 most frequent "
+                           "chords and <unk> for the rest (default: each pitch a token, then <next>)")
     data.add_argument("--window", type=int, default=TRAIN_DEFAULTS.window_length,
                       help="rows the model sees to predict the next one (default: %(default)s)")
     data.add_argument("--validation-fraction", type=float, default=TRAIN_DEFAULTS.validation_fraction,
@@ -71,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="validate on every N-th window of each file (default: %(default)s, every window)")
     data.add_argument("--test-fraction", type=float, default=TRAIN_DEFAULTS.test_fraction,
                       help="share of files held out for testing (default: %(default)s)")
-    data.add_argument("--max-files", type=int, default=None, help="use only the first N files, for a quick try")
+    data.add_argument("--max-files", type=int, default=None,
+                      help="use only the first N files (a benchmark: the first N pieces of each split), for a quick try")
     data.add_argument("--workers", type=int, default=TRAIN_DEFAULTS.workers,
                       help="processes that encode the MIDI files (0: one per CPU core; pays off for "
                            "thousands of new files; default: %(default)s)")
@@ -95,11 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--optimizer", choices=OPTIMIZERS, default=MODEL_DEFAULTS.optimizer,
                      help="(default: %(default)s, the card's)")
     fit.add_argument("--learning-rate", type=float, default=MODEL_DEFAULTS.learning_rate,
-                     help="(default: %(default)s)")
+                     help="the constant rate (default: %(default)s)")
+    fit.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=MODEL_DEFAULTS.lr_schedule,
+                     help="constant: --learning-rate throughout; cyclic: Smith 2017's triangle, --lr-min up to "
+                          "--lr-max and back every 2 x --cycle-steps updates (default: %(default)s)")
+    fit.add_argument("--lr-min", type=float, default=None, help="cyclic only: the lowest rate (needed)")
+    fit.add_argument("--lr-max", type=float, default=None, help="cyclic only: the highest rate (needed)")
+    fit.add_argument("--cycle-steps", type=int, default=None,
+                     help="cyclic only: updates from --lr-min to --lr-max, half a cycle (Smith's step size; "
+                          "default: 2000)")
+    fit.add_argument("--batches", choices=BATCHES, default=TRAIN_DEFAULTS.batches,
+                     help="shuffled: every training window once per epoch, in an order drawn per (seed, epoch); "
+                          "random: as many windows at random positions, with replacement, as seed 004 "
+                          "(default: %(default)s)")
     fit.add_argument("--clipnorm", type=float, default=MODEL_DEFAULTS.clipnorm,
                      help="clip each gradient to this norm (default: never, the card)")
     fit.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size,
-                     help="windows per update, split among the replicas when distributed (default: %(default)s)")
+                     help="windows per update, split among the devices when distributed (under JAX a "
+                          "multiple of their number; default: %(default)s)")
     fit.add_argument("--epochs", type=int, default=TRAIN_DEFAULTS.epochs, help="(default: %(default)s)")
     fit.add_argument("--patience", type=int, default=None,
                      help="stop after N epochs without a lower monitored validation value: the last position's "
@@ -107,8 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=TRAIN_DEFAULTS.seed,
                      help="random seed of the split, initialisation and shuffling (default: %(default)s)")
     fit.add_argument("--distribute", choices=DISTRIBUTE, default=TRAIN_DEFAULTS.distribute,
-                     help="none: one device; mirrored: every local GPU; multiworker: the hosts of TF_CONFIG "
-                          "(TensorFlow backend; default: %(default)s)")
+                     help="none: one device; data-parallel: every local device (JAX: keras.distribution, "
+                          "several hosts with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID; "
+                          "TensorFlow: as mirrored); mirrored: every local GPU; multiworker: the hosts of "
+                          "TF_CONFIG (both TensorFlow; default: %(default)s)")
     out = parser.add_argument_group("output")
     out.add_argument("--logdir", default=TRAIN_DEFAULTS.logdir, help="(default: %(default)s)")
     out.add_argument("--run-name", default=None, help="run folder name (default: a UTC timestamp)")
@@ -127,8 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.resume is not None and {"logdir", "run_name"} & given_flags(argv).keys():
+    given = given_flags(argv).keys()
+    if args.resume is not None and {"logdir", "run_name"} & given:
         parser.error("--resume continues the run in its own folder; --logdir and --run-name do not apply")
+    if args.lr_schedule == "cyclic" and "learning_rate" in given:
+        parser.error("--learning-rate is the constant schedule's rate; --lr-schedule cyclic goes from --lr-min "
+                     "to --lr-max")
     return args
 
 
@@ -161,6 +193,10 @@ def changes_from_flags(argv=None) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     verbose = 0 if args.quiet else 1
+    import_keras()  # after the flags: a mistyped flag answers at once, and nothing comes before an error line
+    from note_matrix.training import resume, resume_config, train
+    from note_matrix.training.distribute import check_distribution
+
     try:
         if args.resume is None:
             config = config_from_args(args, argv)

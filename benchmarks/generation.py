@@ -158,6 +158,42 @@ def numpy_child(args) -> int:
     return 0
 
 
+def untrained_card_model(units: int):
+    """The card's model (``units`` LSTM units) with untrained weights, and 32 random valid primers ``(32, 50, 3)``.
+
+    The output bias is set to 0.5: with a zero bias the untrained model predicts rows
+    that clip to all zeros, its state then decays into denormal floats, and NumPy (no
+    flush-to-zero) computes on those 40x slower, while XLA flushes them.
+    """
+    import keras
+    import numpy as np
+
+    from models import ModelConfig, build_model
+    from note_matrix.representations import NoteMatrix
+
+    keras.utils.set_random_seed(0)
+    model = build_model(ModelConfig(units=units))
+    dense = model.get_layer("dense")
+    dense_kernel, dense_bias = dense.get_weights()
+    dense.set_weights([dense_kernel, np.full_like(dense_bias, 0.5)])
+    rng = np.random.default_rng(0)
+    return model, NoteMatrix().valid_row(rng.random((32, WINDOW_LENGTH, 3)))
+
+
+def carried_state_rates(generator, primers, rows: int, repeats: int) -> dict[int, tuple[float, float]]:
+    """``{batch: (best rows/s, seconds of the first call, which compiles)}`` of carried-state
+    generation of ``rows`` rows after the first 1 and 32 ``primers``."""
+    results = {}
+    for batch in (1, 32):
+        batch_primers = primers[:batch]
+        start = time.perf_counter()
+        generator.generate(batch_primers, rows)
+        compile_seconds = time.perf_counter() - start
+        carried, _ = best_rate(lambda: generator.generate(batch_primers, rows), batch * rows, repeats)  # noqa: B023
+        results[batch] = carried, compile_seconds
+    return results
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     for name in BLAS_THREAD_VARIABLES:
@@ -167,23 +203,13 @@ def main(argv=None) -> int:
     import keras
     import numpy as np
 
-    from models import ModelConfig, build_model
-    from note_matrix.training.devices import describe_device
     from note_matrix.generation import carried_state_generator, generate_window
     from note_matrix.representations import NoteMatrix
+    from note_matrix.training.devices import describe_device
 
     representation = NoteMatrix()
     head = representation.head("regression", 5)
-    keras.utils.set_random_seed(0)
-    model = build_model(ModelConfig(units=args.units))
-    # Untrained weights, but the output bias at 0.5: with a zero bias the untrained model
-    # predicts rows that clip to all zeros, its state then decays into denormal floats,
-    # and NumPy (no flush-to-zero) computes on those 40x slower, while XLA flushes them.
-    dense = model.get_layer("dense")
-    dense_kernel, dense_bias = dense.get_weights()
-    dense.set_weights([dense_kernel, np.full_like(dense_bias, 0.5)])
-    rng = np.random.default_rng(0)
-    primers = representation.valid_row(rng.random((32, WINDOW_LENGTH, 3)))  # (32, 50, 3)
+    model, primers = untrained_card_model(args.units)
     one = primers[:1]
 
     print(f"backend {keras.backend.backend()} (Keras {keras.__version__}), {describe_device()}, "
@@ -209,15 +235,7 @@ def main(argv=None) -> int:
     overhead_seconds = calls[1] - step_seconds
 
     generator = carried_state_generator(model, representation, head)
-    results = {}
-    for batch in (1, 32):
-        start = time.perf_counter()
-        generator.generate(primers[:batch], args.rows)
-        compile_seconds = time.perf_counter() - start
-        batch_primers = primers[:batch]
-        carried, _ = best_rate(lambda: generator.generate(batch_primers, args.rows), batch * args.rows,  # noqa: B023
-                               args.repeats)
-        results[batch] = carried, compile_seconds
+    results = carried_state_rates(generator, primers, args.rows, args.repeats)
     weights = model_weights(model)
     plain_rates = numpy_rates(weights, primers, args.rows, args.repeats, args.blas_threads)
     results = {batch: (carried, plain_rates[batch], compile_seconds)

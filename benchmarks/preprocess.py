@@ -65,7 +65,7 @@ def _timed(files: ds.DatasetFiles, data_dir: Path, workers: int) -> tuple[float,
 
 
 def speed(name: str, repeats: int, scratch: Path) -> dict:
-    files = ds.resolve_dataset(name, scratch / "unused")
+    files = ds.resolve_dataset(name, scratch / "data")  # copied there from the mirror, or downloaded
     n = len(files.keys)
     figures = {"files": n}
     for workers in (1, 2):

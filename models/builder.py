@@ -4,7 +4,9 @@ The default is exactly the design card's network (seed 003)::
 
     window (None, 3) -> LSTM(512) -> Dropout(0.75) -> Dense(3) -> Activation("linear")
 
-trained with RMSprop(1e-4) on mean squared error. Recurrent layers keep Keras'
+trained with RMSprop(1e-4) on mean squared error. ``ModelConfig.optimizer`` picks another
+optimizer (SGD, Adagrad, Adam) and ``lr_schedule="cyclic"`` Smith's triangular rate
+(``CyclicLearningRate``). Recurrent layers keep Keras'
 defaults (tanh, sigmoid, no recurrent dropout, ``unroll=False``, ``use_bias=True``) so
 TensorFlow runs them with cuDNN on a GPU.
 
@@ -23,9 +25,41 @@ from keras import ops
 
 from models.config import DEFAULT_MIXTURES, TARGETS, InputSpec, ModelConfig  # noqa: F401 (exported)
 from models.fields import Head, HeadLoss
+from models.reference_lstm import ReferenceLSTM
 
-CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
-OPTIMIZERS = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
+CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN,
+         "lstm-reference": ReferenceLSTM}
+OPTIMIZERS = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+              "adagrad": keras.optimizers.Adagrad}
+
+
+@keras.saving.register_keras_serializable(package="note_matrix")
+class CyclicLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """The triangular cyclical learning rate of Smith 2017 ("Cyclical Learning Rates for
+    Training Neural Networks", section 3.1): from ``lr_min`` up to ``lr_max`` in
+    ``half_cycle`` optimizer steps (his "step size"), back down in as many, and again::
+
+        cycle = floor(1 + step / (2 * half_cycle))
+        x = |step / half_cycle - 2 * cycle + 1|
+        rate = lr_min + (lr_max - lr_min) * max(0, 1 - x)
+
+    ``step`` is the optimizer's iteration count, which checkpoints keep, so a resumed run
+    goes on along the same triangle. Registered, so a saved model loads in safe mode.
+    """
+
+    def __init__(self, lr_min: float, lr_max: float, half_cycle: int):
+        self.lr_min = float(lr_min)
+        self.lr_max = float(lr_max)
+        self.half_cycle = int(half_cycle)
+
+    def __call__(self, step):
+        position = ops.cast(step, "float32") / self.half_cycle
+        cycle = ops.floor(1 + position / 2)
+        x = ops.abs(position - 2 * cycle + 1)
+        return self.lr_min + (self.lr_max - self.lr_min) * ops.maximum(0.0, 1 - x)
+
+    def get_config(self) -> dict:
+        return {"lr_min": self.lr_min, "lr_max": self.lr_max, "half_cycle": self.half_cycle}
 
 
 @keras.saving.register_keras_serializable(package="note_matrix")
@@ -89,13 +123,20 @@ def build_model(config: ModelConfig = ModelConfig(), inputs: InputSpec = InputSp
 
 
 def compile_model(model: keras.Model, config: ModelConfig, head: Head, metrics: list) -> keras.Model:
-    """Compile with ``config``'s optimiser (the card's: RMSprop, no clipping), the head's loss
+    """Compile with ``config``'s optimiser (the card's: RMSprop at a constant 1e-4, no clipping), the head's loss
     (``HeadLoss``: the card's mean squared error for its regression head) and ``metrics``
     (the representation's)."""
     clip = {} if config.clipnorm is None else {"clipnorm": config.clipnorm}
     model.compile(
-        optimizer=OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate, **clip),
+        optimizer=OPTIMIZERS[config.optimizer](learning_rate=learning_rate(config), **clip),
         loss=HeadLoss(head),
         metrics=metrics,
     )
     return model
+
+
+def learning_rate(config: ModelConfig) -> float | CyclicLearningRate:
+    """``config``'s rate: ``learning_rate`` when constant, else its cyclic schedule."""
+    if config.lr_schedule == "cyclic":
+        return CyclicLearningRate(config.lr_min, config.lr_max, config.half_cycle)
+    return config.learning_rate

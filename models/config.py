@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-CELL_NAMES = ("lstm", "gru", "rnn")
+CELL_NAMES = ("lstm", "gru", "rnn", "lstm-reference")
 TARGETS = ("last", "all")
 INPUT_KINDS = ("continuous", "tokens", "multi_hot", "one_hot")
-OPTIMIZERS = ("rmsprop", "adam")
+OPTIMIZERS = ("rmsprop", "adam", "sgd", "adagrad")
+LR_SCHEDULES = ("constant", "cyclic")
+DEFAULT_CYCLE_STEPS = 2000  # Smith 2017's example step size (a half cycle), in optimizer steps
 DEFAULT_MIXTURES = 5
 
 
@@ -69,6 +71,11 @@ class ModelConfig:
     targets: str = "last"  # "last": the step after the window (the card); "all": the next step at every step
     optimizer: str = "rmsprop"  # the card's
     clipnorm: float | None = None  # clip each gradient to this norm; None: never (the card)
+    lr_schedule: str = "constant"  # "constant": learning_rate; "cyclic": Smith 2017's triangle, lr_min to lr_max
+    lr_min: float | None = None  # cyclic only: the lowest rate (needed)
+    lr_max: float | None = None  # cyclic only: the highest rate (needed)
+    cycle_steps: int | None = None  # cyclic only: optimizer steps from lr_min to lr_max, half a cycle (Smith's
+    # "step size"; None: DEFAULT_CYCLE_STEPS)
 
     def __post_init__(self):
         if self.cell not in CELL_NAMES:
@@ -85,6 +92,28 @@ class ModelConfig:
             raise ValueError(f"clipnorm must be positive, got {self.clipnorm}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        """The cyclic rate's settings belong to it alone, so a constant run cannot silently ignore them."""
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        cyclic = (self.lr_min, self.lr_max, self.cycle_steps)
+        if self.lr_schedule == "constant":
+            if any(value is not None for value in cyclic):
+                raise ValueError("lr_min, lr_max and cycle_steps apply only to the cyclic lr_schedule")
+            return
+        if self.lr_min is None or self.lr_max is None:
+            raise ValueError("the cyclic lr_schedule needs lr_min and lr_max")
+        if not 0 < self.lr_min <= self.lr_max:
+            raise ValueError(f"the cyclic rate needs 0 < lr_min <= lr_max, got {self.lr_min} and {self.lr_max}")
+        if self.cycle_steps is not None and self.cycle_steps < 1:
+            raise ValueError(f"cycle_steps must be at least 1, got {self.cycle_steps}")
+
+    @property
+    def half_cycle(self) -> int:
+        """Optimizer steps from ``lr_min`` to ``lr_max`` (Smith's step size): ``cycle_steps`` or the default."""
+        return DEFAULT_CYCLE_STEPS if self.cycle_steps is None else self.cycle_steps
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -21,22 +21,22 @@ from note_matrix import runs
 from note_matrix.errors import RunError
 
 BATCH_SIZE = 256  # windows per prediction
+FIELDS = {"residual_std": (lambda value: isinstance(value, dict), "an object of spreads by column name")}
 
 
 def read_calibration(run_dir: str | os.PathLike, names: tuple[str, ...] = ("note", "velocity", "time")) -> dict | None:
     """The run's ``calibration.json`` (``{"residual_std": {name: std}, "rows", "split"}``), or None
-    when the run has none; ``RunError`` if it is unreadable or lacks a finite spread for ``names``."""
+    when the run has none; ``RunError`` naming the file and the field if it is unreadable or
+    lacks a finite positive spread for one of ``names`` (with a spread of 0, every value but the
+    prediction is impossible)."""
     path = Path(run_dir) / runs.CALIBRATION_FILE
-    if not path.is_file():
+    if not path.exists():
         return None
-    data = runs.read_json(path)
-    try:
-        values = [float(data["residual_std"][name]) for name in names]
-    except (TypeError, KeyError, ValueError):
-        raise RunError(f"{path}: not a calibration this version reads (needs residual_std "
-                       f"{', '.join(names)})") from None
-    if not all(math.isfinite(value) and value >= 0 for value in values):
-        raise RunError(f"{path}: residual_std must be finite and not negative")
+    data = runs.check_fields(runs.read_run_file(path, "calibration"), path, FIELDS)
+    for name in names:
+        value = data["residual_std"].get(name)
+        if not (runs.is_number(value) and math.isfinite(value) and value > 0):
+            raise RunError(f"{path}: field residual_std.{name} must be a finite positive number, got {value!r:.40}")
     return data
 
 

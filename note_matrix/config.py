@@ -10,6 +10,7 @@ folders written before a field existed load with that field's recorded default
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, replace
@@ -19,7 +20,8 @@ from models import InputSpec, ModelConfig
 from note_matrix import runs
 from note_matrix.errors import RunError
 
-DISTRIBUTE = ("none", "mirrored", "multiworker")
+DISTRIBUTE = ("none", "data-parallel", "mirrored", "multiworker")
+BATCHES = ("shuffled", "random")  # every window once per epoch in a shuffled order; as many at random positions
 DEFAULT_TARGETS = "all"  # see the README, "Training modes": the same network, 40x the targets a second
 
 
@@ -32,6 +34,8 @@ class TrainConfig:
     logdir: str = "logs"
     run_name: str | None = None
     representation: str = "note_matrix"  # a name of note_matrix.representations.REGISTRY
+    frame: float | None = None  # piano_roll, chord_tokens: beats per frame from MIDI files (None: theirs)
+    chord_symbols: bool = False  # chord_tokens: one symbol per chord (the training files' chords and <unk>)
     window_length: int = 50
     batch_size: int = 64
     epochs: int = 200
@@ -40,11 +44,12 @@ class TrainConfig:
     validation_stride: int = 1  # validate on every window (the card), or on every N-th window of each file
     test_fraction: float = 0.1
     seed: int = 0  # the split, weight initialisation, dropout and shuffling
+    batches: str = "shuffled"  # "random": windows at random positions, with replacement (seed 004)
     max_files: int | None = None  # the first N files of the dataset (sorted), for quick runs
     histogram_freq: int = 1
     sample_every: int = 10  # a generated piece to TensorBoard (image and audio) every N epochs; 0: never
     workers: int = 1  # processes encoding the dataset (0: one per CPU core); the result does not depend on it
-    distribute: str = "none"  # "none", "mirrored" (local GPUs), "multiworker" (TF_CONFIG's hosts)
+    distribute: str = "none"  # "none", "data-parallel" (every device, JAX or TF), "mirrored", "multiworker" (TF)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(targets=DEFAULT_TARGETS))
 
     def __post_init__(self):
@@ -61,6 +66,10 @@ class TrainConfig:
             raise ValueError(f"workers must be 0 (one per CPU core) or more, got {self.workers}")
         if self.distribute not in DISTRIBUTE:
             raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
+        if self.batches not in BATCHES:
+            raise ValueError(f"batches must be one of {BATCHES}, got {self.batches!r}")
+        if self.frame is not None and not 0 < self.frame < math.inf:
+            raise ValueError(f"frame must be a positive number of beats, got {self.frame}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -148,12 +157,21 @@ class RunConfig:
     @classmethod
     def read(cls, run_dir: str | Path) -> RunConfig:
         """The run's ``config.json``, validated: one ``RunError`` line naming the file and the
-        field for anything unknown, missing or mistyped, the representation and the input
-        included (the head is checked when it is built, ``head``, as that loads Keras)."""
+        field for anything unknown, missing, mistyped or not finite, the representation, the
+        head's name and the input included (the head's fields are checked when it is built,
+        ``head``, as that loads Keras)."""
         path = Path(run_dir) / runs.CONFIG_FILE
-        config = load(cls, _fill_legacy(runs.read_config(run_dir), path), str(path))
+        data = runs.read_config(run_dir)
+        not_finite = _non_finite(data)
+        if not_finite is not None:
+            raise RunError(f"{path}: field {not_finite} must be a finite number")
+        config = load(cls, _fill_legacy(data, path), str(path))
         object.__setattr__(config, "source", str(path))  # not a field: never written
-        config.build_representation()
+        heads = config.build_representation().heads
+        if config.train.model.head not in heads:
+            raise RunError(
+                f"{path}: field train.model.head must be one of {', '.join(heads)}, got {config.train.model.head!r:.40}"
+            )
         try:
             InputSpec(**config.model.inputs)
         except (TypeError, ValueError) as error:
@@ -203,6 +221,19 @@ def _value(kind, value, where: str, name: str):
             return value
     expected = " or ".join(getattr(o, "__name__", str(o)) for o in options).replace("NoneType", "null")
     raise RunError(f"{where}: field {name} must be {expected}, got {value!r:.60}")
+
+
+def _non_finite(data, name: str = "") -> str | None:
+    """The name of the first NaN or infinite number in ``data`` (JSON, its nesting bounded by
+    ``runs.parse_json``): Python's JSON reader accepts them, and no setting means them."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return name
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{name}[{key}]" if isinstance(data, list) else f"{name}.{key}" if name else key)
+        if found is not None:
+            return found
+    return None
 
 
 def _fill_legacy(data, path: Path):

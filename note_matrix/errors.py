@@ -41,4 +41,5 @@ class RunError(NoteMatrixError):
 
 
 class DistributionError(NoteMatrixError):
-    """A ``--distribute`` setting that cannot run here (not the TensorFlow backend, no usable ``TF_CONFIG``)."""
+    """A ``--distribute`` setting that cannot run here (a TensorFlow strategy under JAX, no usable ``TF_CONFIG``
+    or ``JAX_*`` cluster variables, a batch the devices cannot share)."""

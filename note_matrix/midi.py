@@ -6,26 +6,37 @@ the file's tempo map (or its SMPTE time division). Nothing here scales or encode
 that is the job of a representation (``note_matrix.representations``).
 
 Reading either returns the notes or raises ``MidiError`` naming the file and the reason,
-whatever the bytes are. The file's chunk structure is checked here (header, declared
-lengths against the file's size, unknown chunks skipped as the standard says), then
-mido decodes the events of each track chunk on its own, so an event can never run from
-one track into the next. Three caps (``ReadLimits``) keep a hostile file from hanging a
-run or filling memory.
+whatever the bytes are. Only regular files are opened (a FIFO would block, a device such
+as ``/dev/zero`` never ends), and never more than the size cap plus one byte is read. The
+file's chunk structure is checked here (header, declared lengths against the file's
+size, unknown chunks skipped as the standard says), then the events of each track chunk
+are decoded on their own, so an event can never run from one track into the next. Every
+length is bounded before it is decoded: a variable-length number (delta time, meta or
+sysex length) has at most 4 bytes, as the standard says, and a meta or sysex event at
+most the bytes left in its chunk, so decoding costs time linear in the file's size and
+the time limit holds for any file under the size cap; mido decodes the meta events.
+Three caps (``ReadLimits``) keep a hostile file from hanging a run or filling memory.
+
+A tempo of 0 microseconds per beat is refused (``MidiError``), not repaired: it would put
+every event after it at the same instant, so the file's timing is lost either way, and a
+made-up tempo would pass for the file's own.
 """
 
 from __future__ import annotations
 
-import io
 import os
+import re
+import stat
 import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import mido
 import numpy as np
-from mido.midifiles.meta import KeySignatureError
-from mido.midifiles.midifiles import read_track
+from mido.messages.specs import SPEC_BY_STATUS
+from mido.midifiles.meta import KeySignatureError, build_meta_message
 
 from note_matrix import atomic
 from note_matrix.errors import MidiError, NoteMatrixError
@@ -34,9 +45,13 @@ DRUM_CHANNEL = 9  # channel 10 in General MIDI's 1-based numbering
 DEFAULT_TEMPO_US_PER_BEAT = 500_000  # 120 beats per minute, the MIDI default
 DEFAULT_TICKS_PER_BEAT = 960  # used when writing: one tick is 0.52 ms at 120 bpm
 SMPTE_FRAME_RATES = (24, 25, 29, 30)  # 29 stands for 29.97 (drop-frame)
+MAX_VARLEN_BYTES = 4  # the standard's limit on a variable-length number
+MAX_VARLEN_VALUE = 0x0FFFFFFF  # the largest number 4 bytes hold, 7 bits each
+MAX_TICK = 2**53  # ticks up to here are exact as float64 and far from int64's overflow
 
-# What mido raises on malformed event bytes (it has no exception class of its own).
-_MIDO_EVENT_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, KeySignatureError)
+# What mido raises when it decodes a malformed meta event (it has no exception class of its own).
+_MIDO_META_ERRORS = (ValueError, KeyError, IndexError, TypeError, KeySignatureError)
+_CONTINUATION_BYTES = re.compile(rb"[\x80-\xff]*")  # the bytes of a variable-length number before its last
 
 
 class MidiLimitError(MidiError):
@@ -63,7 +78,7 @@ class ReadLimits:
     max_events: int = 500_000
     max_seconds: float = 10.0
 
-    ENV = {
+    ENV: ClassVar[dict[str, tuple[str, type]]] = {
         "max_file_bytes": ("NOTE_MATRIX_MAX_FILE_BYTES", int),
         "max_events": ("NOTE_MATRIX_MAX_EVENTS", int),
         "max_seconds": ("NOTE_MATRIX_MAX_PARSE_SECONDS", float),
@@ -106,16 +121,30 @@ class NoteEvents:
         return len(self.pitch)
 
 
+def _over_size_limit(path: Path, size: str, limits: ReadLimits) -> MidiLimitError:
+    return MidiLimitError(
+        path, f"{size} bytes, over the {limits.max_file_bytes:,}-byte limit (NOTE_MATRIX_MAX_FILE_BYTES)"
+    )
+
+
 def _read_bytes(path: Path, limits: ReadLimits) -> bytes:
+    """The file's bytes, from a regular file of at most ``limits.max_file_bytes``.
+
+    The type is checked with ``stat`` before anything is opened: opening a FIFO blocks
+    until a writer comes, and a device (``/dev/zero``) never ends. The open does not
+    block either (a FIFO put in the file's place after the check), and at most the cap
+    plus one byte is read, so a file that grows after the check is refused too.
+    """
     try:
-        size = path.stat().st_size
-        if path.is_dir():
+        status = os.stat(path)
+        if stat.S_ISDIR(status.st_mode):
             raise IsADirectoryError
-        if size > limits.max_file_bytes:
-            raise MidiLimitError(
-                path, f"{size:,} bytes, over the {limits.max_file_bytes:,}-byte limit (NOTE_MATRIX_MAX_FILE_BYTES)"
-            )
-        data = path.read_bytes()
+        if not stat.S_ISREG(status.st_mode):
+            raise MidiError(path, "not a regular file (a pipe, socket or device); not read")
+        if status.st_size > limits.max_file_bytes:
+            raise _over_size_limit(path, f"{status.st_size:,}", limits)
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            data = handle.read(limits.max_file_bytes + 1)
     except IsADirectoryError:
         raise MidiError(path, "is a directory, not a file") from None
     except PermissionError:
@@ -124,6 +153,8 @@ def _read_bytes(path: Path, limits: ReadLimits) -> bytes:
         raise MidiError(path, "no such file") from None
     except OSError as error:
         raise MidiError(path, f"cannot be read ({error.strerror or error})") from None
+    if len(data) > limits.max_file_bytes:
+        raise _over_size_limit(path, f"more than {limits.max_file_bytes:,}", limits)  # it grew after the stat
     if not data:
         raise MidiError(path, "empty file (0 bytes)")
     if not data.startswith(b"MThd"):
@@ -179,23 +210,9 @@ def _split_chunks(path: Path, data: bytes) -> _Header:
     return _Header(midi_format, division, chunks, len(data) - position)
 
 
-class _GuardedChunk(io.BytesIO):
-    """One track chunk for mido's reader, stopping it at the time and event limits.
-
-    mido's ``read_track`` calls ``tell()`` once per event, so that is where the
-    budget is counted.
-    """
-
-    def __init__(self, chunk: bytes, budget: _Budget):
-        super().__init__(chunk)
-        self.budget = budget
-
-    def tell(self) -> int:
-        self.budget.spend()
-        return super().tell()
-
-
 class _Budget:
+    """The events and the time one file may still take; ``spend`` is called once per event."""
+
     def __init__(self, path: Path, limits: ReadLimits):
         self.path = path
         self.limits = limits
@@ -205,23 +222,113 @@ class _Budget:
     def spend(self) -> None:
         self.events_left -= 1
         if self.events_left < 0:
-            raise MidiLimitError(
-                self.path, f"more than {self.limits.max_events:,} events (NOTE_MATRIX_MAX_EVENTS)"
-            )
+            raise MidiLimitError(self.path, f"more than {self.limits.max_events:,} events (NOTE_MATRIX_MAX_EVENTS)")
         if time.monotonic() > self.deadline:
             raise MidiLimitError(
                 self.path, f"reading took more than {self.limits.max_seconds:g} s (NOTE_MATRIX_MAX_PARSE_SECONDS)"
             )
 
 
-def _decode_track(path: Path, index: int, chunk: bytes, budget: _Budget) -> mido.MidiTrack:
-    budget.events_left += 2  # read_track also calls tell() before its first event and after its last
+class _TrackReader:
+    """The event bytes of one track chunk, read with every length checked before it is used.
+
+    mido's own reader decodes a variable-length number of any length, in time quadratic
+    in it, and only then compares a meta length with what is left: a 1 MB varlen took
+    113 s, and the time limit, checked between events, could not stop it.
+    """
+
+    def __init__(self, path: Path, index: int, body: bytes):
+        self.path = path
+        self.index = index
+        self.body = body
+        self.position = 0
+
+    def error(self, reason: str) -> MidiError:
+        return MidiError(self.path, f"track {self.index}: {reason}")
+
+    def at_end(self) -> bool:
+        return self.position >= len(self.body)
+
+    def take(self, count: int) -> bytes:
+        end = self.position + count
+        if end > len(self.body):
+            raise self.error("an event runs past the end of its track chunk")
+        self.position = end
+        return self.body[end - count : end]
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def data(self) -> bytes:
+        """A meta or sysex event's data: its length, refused if over what is left, then its bytes."""
+        length = self.varlen()
+        left = len(self.body) - self.position
+        if length > left:
+            raise self.error(f"an event declares {length:,} data bytes, only {left:,} remain in its track chunk")
+        return self.take(length)
+
+    def varlen(self) -> int:
+        """A variable-length number, refused before it is decoded if it has over 4 bytes."""
+        length = _CONTINUATION_BYTES.match(self.body, self.position).end() - self.position + 1
+        if length > MAX_VARLEN_BYTES:
+            raise self.error(f"variable-length number of {length:,} bytes (the standard allows {MAX_VARLEN_BYTES})")
+        value = 0
+        for byte in self.take(length):
+            value = value << 7 | byte & 0x7F
+        return value
+
+
+def _decode_track(path: Path, index: int, chunk: bytes, budget: _Budget) -> list[tuple]:
+    """``(delta ticks, status, content)`` of each event of one track chunk (its 8-byte header
+    included): ``content`` is a channel message's data bytes, or for a meta event (status
+    0xFF) the message as mido decodes it.
+
+    Sysex events are skipped (nothing in them is a note). Running status is set by channel
+    messages only; meta and sysex events leave it as it was.
+    """
+    reader = _TrackReader(path, index, chunk[8:])
+    events = []
+    running_status = None
+    while not reader.at_end():
+        budget.spend()
+        delta = reader.varlen()
+        status = reader.byte()
+        if status == 0xFF:
+            events.append((delta, status, _meta_message(reader)))
+        elif status in (0xF0, 0xF7):
+            reader.data()
+        else:
+            if status < 0x80:
+                if running_status is None:
+                    raise reader.error("running status with nothing to run on (a data byte before any status byte)")
+                reader.position -= 1
+                status = running_status
+            elif status < 0xF0:
+                running_status = status
+            events.append((delta, status, _data_bytes(reader, status)))
+    return events
+
+
+def _meta_message(reader: _TrackReader) -> mido.MetaMessage:
+    """A meta event after its status byte, decoded by mido, which refuses malformed ones
+    (a key signature with 9 sharps)."""
+    meta_type = reader.byte()
+    data = reader.data()
     try:
-        return read_track(_GuardedChunk(chunk, budget))
-    except EOFError:
-        raise MidiError(path, f"track {index}: an event runs past the end of its track chunk") from None
-    except _MIDO_EVENT_ERRORS as error:
-        raise MidiError(path, f"track {index}: invalid event ({error or type(error).__name__})") from None
+        return build_meta_message(meta_type, data)
+    except _MIDO_META_ERRORS as error:
+        raise reader.error(f"invalid meta event ({error or type(error).__name__})") from None
+
+
+def _data_bytes(reader: _TrackReader, status: int) -> bytes:
+    """The data bytes of the channel (or system) message that starts with ``status``."""
+    spec = SPEC_BY_STATUS.get(status)
+    if spec is None:
+        raise reader.error(f"undefined status byte 0x{status:02x}")
+    data = reader.take(spec["length"] - 1)
+    if any(byte > 0x7F for byte in data):
+        raise reader.error("data byte must be in range 0..127")
+    return data
 
 
 def _seconds_per_tick_smpte(division: int) -> float:
@@ -252,16 +359,22 @@ def read_midi(path: str | os.PathLike, limits: ReadLimits | None = None) -> Note
     drum_messages = 0
     for track_index, chunk in enumerate(header.track_chunks):
         tick = 0
-        for position, message in enumerate(_decode_track(path, track_index, chunk, budget)):
-            tick += message.time
-            if message.type == "set_tempo":
-                tempo_changes.append((tick, track_index, position, message.tempo))
-            elif message.type in ("note_on", "note_off"):
-                if message.channel == DRUM_CHANNEL:
+        for position, (delta, status, content) in enumerate(_decode_track(path, track_index, chunk, budget)):
+            tick += delta
+            if status == 0xFF and content.type == "set_tempo":
+                if content.tempo == 0:
+                    raise MidiError(path, f"track {track_index}: a tempo of 0 microseconds per beat at tick {tick:,}")
+                tempo_changes.append((tick, track_index, position, content.tempo))
+            elif 0x80 <= status < 0xA0:  # note_off, note_on: (pitch, velocity)
+                if status & 0x0F == DRUM_CHANNEL:
                     drum_messages += 1
                     continue
-                velocity = message.velocity if message.type == "note_on" else 0
-                events.append((tick, track_index, position, message.note, velocity))
+                velocity = content[1] if status >= 0x90 else 0
+                events.append((tick, track_index, position, content[0], velocity))
+        if tick > MAX_TICK:
+            raise MidiError(
+                path, f"track {track_index}: events up to tick {tick:,}, past the {MAX_TICK:,} a file may span"
+            )
 
     division = header.division
     smpte = division < 0
@@ -316,11 +429,13 @@ def write_midi(
 
     Absolute times are rounded to ticks (never the deltas, so rounding errors do not
     accumulate): every onset lands within half a tick of ``time_seconds``. Velocity 0
-    is written as a note_off. The file is written to a temporary name and renamed.
+    is written as a note_off. ``ticks_per_beat`` is lowered where the longest gap would
+    need a delta time over 4 bytes. The file is written to a temporary name and renamed.
     """
     time_seconds = np.asarray(time_seconds, dtype=np.float64)
     if len(time_seconds) and (np.any(np.diff(time_seconds) < 0) or time_seconds[0] < 0):
         raise ValueError("time_seconds must be non-negative and non-decreasing")
+    ticks_per_beat = _fitting_ticks_per_beat(time_seconds, tempo_us_per_beat, ticks_per_beat)
     ticks = np.rint(time_seconds * ticks_per_beat * 1e6 / tempo_us_per_beat).astype(np.int64)
     deltas = np.diff(ticks, prepend=0)
     track = mido.MidiTrack()
@@ -332,3 +447,18 @@ def write_midi(
     midi = mido.MidiFile(type=0, ticks_per_beat=ticks_per_beat)
     midi.tracks.append(track)
     atomic.write_atomically(path, midi.save, sync=False)
+
+
+def _fitting_ticks_per_beat(time_seconds: np.ndarray, tempo_us_per_beat: int, ticks_per_beat: int) -> int:
+    """``ticks_per_beat``, or fewer where the longest gap would not fit a 4-byte delta time.
+
+    At a seed's very fast tempo (1 microsecond per beat) 960 ticks per beat make 0.28 s
+    the longest delta the standard allows, and the reader refuses longer ones.
+    """
+    longest_beats = float(np.max(np.diff(time_seconds, prepend=0.0), initial=0.0)) * 1e6 / tempo_us_per_beat
+    largest_delta = MAX_VARLEN_VALUE - 1  # rounding absolute times may add a tick to a gap
+    if longest_beats * ticks_per_beat <= largest_delta:
+        return ticks_per_beat
+    if longest_beats > largest_delta:
+        raise ValueError(f"a gap of {longest_beats:g} beats is longer than a delta time can hold")
+    return int(largest_delta / longest_beats)

@@ -3,6 +3,12 @@
 One type for training (``prepare``: encode, split, fit the representation on the
 training files, encode with what it learnt) and for evaluation (``open_run`` then
 ``encode``: the files a finished run was trained on, as it encoded them).
+
+A polyphonic benchmark (``--dataset jsb`` and the others, ``datasets.polyphonic``) is no
+MIDI collection: its one ``.mat`` file holds the pieces as piano rolls, already split,
+so its arrays are the file's pieces (keyed ``jsb:train:3``), its split the file's own
+(test empty when the file has none) and its representation ``piano_roll`` at the
+benchmark's frame.
 """
 
 from __future__ import annotations
@@ -12,9 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from note_matrix import runs
+from note_matrix import representations, runs
 from note_matrix.config import RunConfig, TrainConfig
-from note_matrix.datasets import DatasetFiles, encode_dataset, registered_datasets, resolve_dataset, split_by_file
+from note_matrix.datasets import (
+    DatasetFiles,
+    encode_dataset,
+    file_sha256,
+    registered_datasets,
+    resolve_dataset,
+    split_by_file,
+)
+from note_matrix.datasets.polyphonic import benchmark_of, keyed_pieces
 from note_matrix.errors import DatasetError, RunError
 from note_matrix.representations import Representation
 
@@ -40,10 +54,17 @@ class RunData:
     config: RunConfig | None = None
     notes: list[str] = field(default_factory=list)
     dataset: str = ""  # the name or folder the files came from, as given
+    benchmark: dict | None = None  # a polyphonic benchmark's registry entry (``{"file", "frame"}``), else None
 
     def part(self, name: str) -> list[np.ndarray]:
         """The encoded files of split part ``name``."""
         return [self.arrays[key] for key in self.split[name]]
+
+    def meta(self, key: str) -> dict:
+        """What decoding a continuation of ``key`` needs (its tempo, ...): a benchmark piece has no file to read."""
+        if self.benchmark is not None:
+            return self.representation.encode_roll(self.arrays[key]).meta
+        return self.representation.encode(self.files.path(key)).meta
 
 
 def _encode(files: DatasetFiles, representation: Representation, data_dir: Path, window_length: int, *,
@@ -59,6 +80,9 @@ def prepare(config: TrainConfig, representation: Representation, *, progress: bo
     training files (``needs_fit``) is fitted on them and the files encoded again with
     what it learnt (fitting never changes which files encode).
     """
+    benchmark = benchmark_of(config.dataset)
+    if benchmark is not None:
+        return _prepare_benchmark(config, representation, benchmark)
     data_dir = Path(config.data_dir)
     files = resolve_dataset(config.dataset, data_dir)
     if config.max_files is not None:
@@ -81,6 +105,39 @@ def prepare(config: TrainConfig, representation: Representation, *, progress: bo
                    dict(encoded.skipped), encoded.total_files, encoded.fingerprint, dataset=config.dataset)
 
 
+def _prepare_benchmark(config: TrainConfig, representation: Representation, benchmark: dict) -> RunData:
+    """The benchmark's pieces in its own split (the first ``max_files`` of each part), as piano-roll steps."""
+    representation = _benchmark_representation(config, representation, benchmark)
+    files = resolve_dataset(config.dataset, Path(config.data_dir))
+    pieces = keyed_pieces(config.dataset, _benchmark_file(files, benchmark))
+    split = {part: list(pieces.get(part, {}))[: config.max_files] for part in PARTS}
+    arrays = {key: representation.encode_roll(pieces[part][key]).steps for part in PARTS for key in split[part]}
+    return RunData(files, split, representation, config.window_length, Path(config.data_dir), arrays,
+                   total_files=len(arrays), fingerprint=file_sha256(files.path(benchmark["file"])),
+                   dataset=config.dataset, benchmark=benchmark)
+
+
+def _benchmark_representation(config: TrainConfig, representation: Representation,
+                              benchmark: dict) -> Representation:
+    """``representation`` at the benchmark's frame; ``DatasetError`` unless it is ``piano_roll`` and
+    ``--frame`` (if given) is the benchmark's."""
+    if representation.name != "piano_roll":
+        raise DatasetError(f"--dataset {config.dataset} is a piano-roll benchmark: use --representation piano_roll")
+    frame = benchmark["frame"]
+    if config.frame is not None and config.frame != frame:
+        raise DatasetError(f"--dataset {config.dataset} has the benchmark's frames of {frame:g} beats; "
+                           f"leave out --frame {config.frame:g}")
+    return representations.from_json({**representation.to_json(), "frame": frame})
+
+
+def _benchmark_file(files: DatasetFiles, benchmark: dict) -> Path:
+    """The benchmark's ``.mat`` file among ``files``; ``DatasetError`` with the reason when it is not there."""
+    name = benchmark["file"]
+    if name not in files.keys:
+        raise DatasetError(f"{files.path(name)}: {files.skipped.get(name, 'not found')}")
+    return files.path(name)
+
+
 def open_run(run_dir: str | Path, *, dataset: str | None = None, data_dir: str | Path | None = None) -> RunData:
     """A finished run's config, split and dataset files (found, not encoded yet).
 
@@ -92,9 +149,7 @@ def open_run(run_dir: str | Path, *, dataset: str | None = None, data_dir: str |
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run folder")
     config = RunConfig.read(run_dir)
-    split = runs.read_json(run_dir / runs.SPLIT_FILE)
-    if not isinstance(split, dict) or not all(isinstance(split.get(p), list) for p in PARTS):
-        raise RunError(f"{run_dir}: no readable {runs.SPLIT_FILE} (the run's train/validation/test files)")
+    split = runs.read_split(run_dir)
     name = dataset or config.train.dataset
     try:
         files = resolve_dataset(name, Path(data_dir or config.train.data_dir))
@@ -104,7 +159,7 @@ def open_run(run_dir: str | Path, *, dataset: str | None = None, data_dir: str |
         files.keys = files.keys[: config.train.max_files]
     return RunData(files, {p: list(split[p]) for p in PARTS}, config.build_representation(),
                    config.train.window_length, Path(data_dir or config.train.data_dir), run_dir=run_dir, config=config,
-                   dataset=name)
+                   dataset=name, benchmark=benchmark_of(config.train.dataset))
 
 
 def _fix(dataset: str) -> str:
@@ -128,6 +183,8 @@ def require_files(data: RunData, parts: tuple[str, ...]) -> None:
 
 def encode(data: RunData, *, progress: bool = False) -> RunData:
     """Encode the dataset as training did (the cache makes this a ``stat`` per file) into ``data.arrays``."""
+    if data.benchmark is not None:
+        return _encode_benchmark(data)
     require_files(data, PARTS)
     encoded = _encode(data.files, data.representation, data.data_dir, data.window_length, progress=progress)
     wanted = [key for part in PARTS for key in data.split[part]]
@@ -135,10 +192,33 @@ def encode(data: RunData, *, progress: bool = False) -> RunData:
     if lost:
         raise DatasetError(f"{data.run_dir}: {len(lost)} of the run's files cannot be used now "
                            f"(first: {lost[0]}: {encoded.skipped.get(lost[0], 'unknown')})")
-    saved = data.config.dataset.fingerprint if data.config else ""
-    if saved and saved != encoded.fingerprint:
-        data.notes.append(f"the dataset's files changed since the run was trained (fingerprint {saved[:12]} then, "
-                          f"{encoded.fingerprint[:12]} now); these scores use the files as they are now")
+    _note_changes(data, encoded.fingerprint)
     data.arrays = {key: encoded.arrays[key] for key in wanted}
-    data.fingerprint = encoded.fingerprint
+    return data
+
+
+def _note_changes(data: RunData, fingerprint: str) -> None:
+    """Record the dataset's ``fingerprint`` now, and a note when it is not the one the run was trained on."""
+    saved = data.config.dataset.fingerprint if data.config else ""
+    if saved and saved != fingerprint:
+        data.notes.append(f"the dataset's files changed since the run was trained (fingerprint {saved[:12]} then, "
+                          f"{fingerprint[:12]} now); these scores use the files as they are now")
+    data.fingerprint = fingerprint
+
+
+def _encode_benchmark(data: RunData) -> RunData:
+    """A benchmark run's pieces, read from its file again. A test split the file no longer holds (the
+    run trained on the upstream file, the mirror's copy withholds it) is left empty, with a note."""
+    path = _benchmark_file(data.files, data.benchmark)
+    pieces = keyed_pieces(data.config.train.dataset, path)
+    if data.split["test"] and "test" not in pieces:
+        data.notes.append(f"{path} holds no test split; the run's {len(data.split['test'])} test pieces are not scored")
+        data.split["test"] = []
+    available = {key: roll for part in pieces.values() for key, roll in part.items()}
+    lost = [key for part in PARTS for key in data.split[part] if key not in available]
+    if lost:
+        raise DatasetError(f"{data.run_dir}: {len(lost)} of the run's pieces are not in {path} (first: {lost[0]})")
+    data.arrays = {key: data.representation.encode_roll(available[key]).steps
+                   for part in PARTS for key in data.split[part]}
+    _note_changes(data, file_sha256(path))
     return data

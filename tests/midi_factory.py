@@ -19,11 +19,20 @@ def vlq(value: int) -> bytes:
     return bytes(reversed(out))
 
 
-def track_chunk(events: list[tuple[int, bytes]]) -> bytes:
+def track_chunk(events: list[tuple[int | bytes, bytes]]) -> bytes:
     """An MTrk chunk from ``(delta_ticks, raw event bytes)``; the raw bytes may rely on
-    running status (no status byte). An end-of-track meta event is appended."""
-    body = b"".join(vlq(delta) + data for delta, data in events) + b"\x00\xff\x2f\x00"
+    running status (no status byte), a delta given as bytes is written as it is. An
+    end-of-track meta event is appended."""
+    body = b"".join((delta if isinstance(delta, bytes) else vlq(delta)) + data for delta, data in events)
+    body += b"\x00\xff\x2f\x00"
     return b"MTrk" + struct.pack(">I", len(body)) + body
+
+
+def long_vlq(value: int, length: int) -> bytes:
+    """``value`` as a variable-length number padded to ``length`` bytes with leading 0x80 bytes
+    (the same value, spelled longer than the standard's 4 bytes allow when ``length`` > 4)."""
+    digits = vlq(value)
+    return b"\x80" * (length - len(digits)) + digits
 
 
 def smf(tracks: list[bytes], *, fmt: int = 1, division: int = 480) -> bytes:

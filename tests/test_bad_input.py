@@ -61,14 +61,14 @@ def test_unreadable_seed(trained_run, song_folder, tmp_path, capsys, monkeypatch
     seed = tmp_path / "locked.mid"
     seed.write_bytes((song_folder / "song0.mid").read_bytes())
     if os.geteuid() == 0:  # root reads anything: simulate the operating system's refusal
-        real_read_bytes = Path.read_bytes
+        real_open = os.open
 
-        def refuse(self):
-            if self == seed:
-                raise PermissionError(13, "Permission denied", str(self))
-            return real_read_bytes(self)
+        def refuse(file, *args, **kwargs):
+            if Path(file) == seed:
+                raise PermissionError(13, "Permission denied", str(file))
+            return real_open(file, *args, **kwargs)
 
-        monkeypatch.setattr(Path, "read_bytes", refuse)
+        monkeypatch.setattr(os, "open", refuse)
     else:
         seed.chmod(0)
     assert generate.main(["--seed", str(seed), "--model", str(trained_run), "--quiet"]) == 2
@@ -88,7 +88,7 @@ def test_missing_and_broken_runs_are_one_line_errors(trained_run, song_folder, t
     (broken / "model.keras").write_bytes((trained_run / "model.keras").read_bytes()[:500])
     assert generate.main(["--seed", seed, "--model", str(broken), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"generate.py: error: {broken / 'model.keras'}: cannot load the model")
+    assert err.startswith(f"generate.py: error: {broken / 'model.keras'}: damaged model file")
     assert len(err.splitlines()) == 1
 
 
@@ -133,3 +133,24 @@ def test_dataset_with_no_usable_file_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"train.py: error: {folder}: none of 2 files is usable")
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_errors_after_keras_loads_are_one_line_under_both_backends(backend, trained_run, song_folder, tmp_path):
+    """TensorFlow's native start-up lines (absl, CUDA's probe) are held back: the error is the only line."""
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    env.pop("NOTE_MATRIX_STARTUP_LOG", None)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    commands = {
+        "train.py": ["train.py", "--dataset", str(empty), "--data-dir", str(tmp_path / "data"),
+                     "--logdir", str(tmp_path / "logs"), "--quiet"],
+        "generate.py": ["generate.py", "--model", str(trained_run), "--seed", str(song_folder / "song0.mid"),
+                        "--top-k", "5", "--out", str(tmp_path / "out.mid"), "--quiet"],
+    }
+    for script, args in commands.items():
+        result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                                timeout=300, check=False)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"{script}: error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "out.mid").exists()

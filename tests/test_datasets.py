@@ -10,7 +10,7 @@ import pytest
 
 from note_matrix import DatasetError, NoteMatrix
 from note_matrix import datasets as ds
-from note_matrix.datasets import encode_file
+from note_matrix.datasets import download, encode_file
 from note_matrix.training.windows import WindowBatches, WindowIndex
 from tests.midi_factory import random_song, write_song
 
@@ -141,7 +141,7 @@ def test_window_batches_cover_every_window_once_per_epoch():
 
 
 def test_registry_lists_the_pop_and_nottingham_files():
-    assert ds.registered_datasets() == ["nottingham", "pop"]
+    assert ds.registered_datasets() == ["jsb", "musedata", "nottingham", "nottingham-poly", "piano-midi", "pop"]
     pop = ds.load_registry("pop")
     assert len(pop["files"]) == 126
     assert pop["url_pattern"].startswith("https://raw.githubusercontent.com/dshieble/Musical_Matrices/8195f22")
@@ -150,11 +150,22 @@ def test_registry_lists_the_pop_and_nottingham_files():
 
 
 @pytest.mark.parametrize("name, count", [("pop", 126), ("nottingham", 1034)])
-def test_mirror_matches_the_registry(mirror, monkeypatch, tmp_path, name, count):
+def test_mirror_matches_the_registry_and_lands_in_the_data_folder(mirror, monkeypatch, tmp_path, name, count):
     monkeypatch.setenv(ds.MIRROR_ENV, str(mirror))
     files = ds.resolve_dataset(name, tmp_path / "data")
     assert len(files.keys) == count and files.skipped == {}
-    assert not (tmp_path / "data").exists()  # read in place, nothing downloaded or copied
+    assert files.root == tmp_path / "data" / name  # copied where a download puts them
+    assert sorted(p.relative_to(files.root).as_posix() for p in files.root.rglob("*")) == files.keys
+    monkeypatch.setattr(download, "copy_verified", lambda *args: pytest.fail("copied a verified file again"))
+    assert ds.resolve_dataset(name, tmp_path / "data").keys == files.keys
+
+
+def test_the_readme_s_seed_path_exists_after_resolving_pop_from_the_mirror(mirror, monkeypatch, tmp_path):
+    monkeypatch.setenv(ds.MIRROR_ENV, str(mirror))
+    monkeypatch.chdir(tmp_path)
+    ds.resolve_dataset("pop", Path("data"))  # train.py's default --data-dir
+    seed = Path("data/pop/Roar - Verse.midi")
+    assert seed.read_bytes() == (mirror / "pop" / "Roar - Verse.midi").read_bytes()
 
 
 # -- the manifest and the pack: warm runs -----------------------------------------------

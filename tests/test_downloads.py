@@ -1,10 +1,13 @@
-"""Verified downloads and safe archive extraction, against a local HTTP server on 127.0.0.1."""
+"""Verified downloads and safe archive extraction, against a local HTTP server on 127.0.0.1,
+and verified copies from a dataset mirror built in code."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
 import io
+import json
+import os
 import re
 import stat
 import tarfile
@@ -17,7 +20,8 @@ import numpy as np
 import pytest
 
 from note_matrix import DatasetError
-from note_matrix.datasets import archives
+from note_matrix import datasets as ds
+from note_matrix.datasets import archives, resolve
 from note_matrix.datasets import download as dl
 from note_matrix.datasets.archives import safe_extract
 from note_matrix.datasets.download import download_dataset
@@ -351,3 +355,76 @@ def test_a_file_that_is_not_an_archive_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match=r"dataset.zip: not a zip or tar archive"):
         safe_extract(archive_path, tmp_path / "target")
     assert _names(tmp_path) == ["dataset.zip"]
+
+
+# -- the mirror: a local download source ----------------------------------------------
+
+MIRRORED = {"a song.mid": b"first song", "deep/b.mid": b"second song"}
+
+
+@pytest.fixture
+def fake_mirror(tmp_path, monkeypatch) -> Path:
+    """A registered dataset ``fake`` (the real registry set aside) and a mirror holding its files."""
+    registry_dir = tmp_path / "registry"
+    registry_dir.mkdir()
+    registry = {"name": "fake", "mirror_subdir": "fake/MIDI", "url_pattern": "http://127.0.0.1:9/{name}",
+                "files": {name: _sha256(data) for name, data in MIRRORED.items()}}
+    (registry_dir / "fake.json").write_text(json.dumps(registry))
+    monkeypatch.setattr(resolve, "REGISTRY_DIR", registry_dir)
+    mirror = tmp_path / "mirror"
+    for name, data in MIRRORED.items():
+        (mirror / "fake" / "MIDI" / name).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / "fake" / "MIDI" / name).write_bytes(data)
+    monkeypatch.setenv(ds.MIRROR_ENV, str(mirror))
+    return mirror
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+def test_the_mirror_is_copied_verified_into_the_data_folder_once(fake_mirror, tmp_path, monkeypatch):
+    before = _snapshot(fake_mirror)
+    data_dir = tmp_path / "data"
+    files = ds.resolve_dataset("fake", data_dir)
+    assert files.root == data_dir / "fake" and files.keys == sorted(MIRRORED) and files.skipped == {}
+    assert _names(data_dir / "fake") == ["a song.mid", "deep", "deep/b.mid"]  # as a download leaves it, no .part
+    for name, data in MIRRORED.items():
+        assert files.path(name).read_bytes() == data
+    assert _snapshot(fake_mirror) == before  # only read
+
+    copied = _snapshot(data_dir / "fake")
+
+    def no_copy(*args):
+        raise AssertionError("copied a file already in place again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(dl, "copy_verified", no_copy)
+        again = ds.resolve_dataset("fake", data_dir)
+    assert again.keys == files.keys and _snapshot(data_dir / "fake") == copied
+    # A file damaged in place is copied again, as a download would fetch it again.
+    (data_dir / "fake" / "a song.mid").write_bytes(b"damaged")
+    assert ds.resolve_dataset("fake", data_dir).keys == sorted(MIRRORED)
+    assert (data_dir / "fake" / "a song.mid").read_bytes() == MIRRORED["a song.mid"]
+
+
+def test_files_the_mirror_lacks_or_holds_wrong_are_left_out_with_the_reason(fake_mirror, tmp_path):
+    source = fake_mirror / "fake" / "MIDI"
+    (source / "a song.mid").write_bytes(b"another song")
+    (source / "deep" / "b.mid").unlink()
+    os.mkfifo(source / "deep" / "b.mid")  # never opened: it would block
+    files = ds.resolve_dataset("fake", tmp_path / "data")
+    assert files.keys == []
+    assert re.fullmatch(r"not copied from the mirror: .*a song\.mid: SHA-256 mismatch \(got \w{12}\.\.\., the "
+                        r"registry says \w{12}\.\.\.\)", files.skipped["a song.mid"])
+    assert files.skipped["deep/b.mid"] == f"not copied from the mirror: {source / 'deep' / 'b.mid'}: not a regular file"
+    assert _names(tmp_path / "data" / "fake") == []  # nothing unverified left behind
+    (source / "deep" / "b.mid").unlink()
+    assert ds.resolve_dataset("fake", tmp_path / "data").skipped["deep/b.mid"].endswith("b.mid: no such file")
+
+
+def test_a_mirror_without_the_dataset_folder_is_a_clear_error(fake_mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv(ds.MIRROR_ENV, str(tmp_path / "elsewhere"))
+    with pytest.raises(DatasetError, match=r"NOTE_MATRIX_MIRROR=.*elsewhere has no folder fake/MIDI/"):
+        ds.resolve_dataset("fake", tmp_path / "data")

@@ -1,7 +1,9 @@
 """Property-based fuzzing of the MIDI reader: any bytes give a valid matrix or a MidiError.
 
 Valid files built in code are mutated (bytes flipped, inserted, deleted, duplicated,
-truncated; lengths and counts in the header and chunk headers rewritten). Whatever comes
+truncated; lengths and counts in the header and chunk headers rewritten; delta times and
+meta lengths spelled with 5 to 12 bytes, over the standard's 4; meta and sysex lengths
+rewritten, up to the largest a variable-length number holds). Whatever comes
 out, ``midi_to_matrix`` must return a ``(rows, 3)`` float32 matrix in [0, 1] or raise
 ``MidiError``: never another exception, never a hang. The run uses the ``ci`` profile
 (2,000 examples, derandomized so CI is reproducible); ``HYPOTHESIS_PROFILE=explore``
@@ -22,7 +24,7 @@ from hypothesis import strategies as st
 
 from note_matrix import MidiError, NoteMatrix
 from note_matrix.midi import ReadLimits, read_midi
-from tests.midi_factory import smf, tempo_event, track_chunk
+from tests.midi_factory import smf, tempo_event, track_chunk, vlq
 
 settings.register_profile(
     "ci", max_examples=2000, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -59,11 +61,15 @@ SEEDS = _seeds()
 SCRATCH = Path(tempfile.mkdtemp(prefix="note-matrix-fuzz-"))
 
 
+LENGTH_MUTATIONS = ["length", "varlen", "event length"]
+MUTATIONS = ["flip", "insert", "delete", "duplicate", "truncate", "count", *LENGTH_MUTATIONS]
+
+
 @st.composite
-def mutated_midi(draw) -> bytes:
+def mutated_midi(draw, kinds: list[str] = MUTATIONS) -> bytes:
     data = bytearray(draw(st.sampled_from(SEEDS)))
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["flip", "insert", "delete", "duplicate", "truncate", "length", "count"]))
+        kind = draw(st.sampled_from(kinds))
         at = draw(st.integers(0, max(0, len(data) - 1)))
         if kind == "flip" and data:
             data[at] = draw(st.integers(0, 255))
@@ -85,7 +91,36 @@ def mutated_midi(draw) -> bytes:
         elif kind == "count" and len(data) >= 14:  # the header's format, track count or division
             field = draw(st.sampled_from([8, 10, 12]))
             data[field : field + 2] = struct.pack(">H", draw(st.integers(0, 65535)))
+        elif kind == "varlen":  # a track's first delta time or a meta length, respelled with 5-12 bytes
+            offsets = _offsets(data, b"MTrk", 8) + _offsets(data, b"\xff", 2)
+            if offsets:
+                digits = draw(st.binary(min_size=5, max_size=12))  # 7 bits each, 0x80 on all but the last
+                spelling = bytes(0x80 | d for d in digits[:-1]) + bytes([digits[-1] & 0x7F])
+                _respell(data, draw(st.sampled_from(offsets)), spelling)
+        elif kind == "event length":  # the declared length of a meta or sysex event
+            offsets = _offsets(data, b"\xff", 2) + _offsets(data, b"\xf0", 1)
+            if offsets:
+                value = draw(st.one_of(st.integers(0, 127), st.integers(0, 0x0FFFFFFF)))
+                _respell(data, draw(st.sampled_from(offsets)), vlq(value))
     return bytes(data)
+
+
+def _offsets(data: bytearray, tag: bytes, skip: int) -> list[int]:
+    """Every offset ``skip`` bytes after an occurrence of ``tag`` that lies inside ``data``."""
+    return [i + skip for i in range(len(data) - skip) if data[i : i + len(tag)] == tag]
+
+
+def _respell(data: bytearray, offset: int, spelling: bytes) -> None:
+    """Replace the variable-length number at ``offset`` with ``spelling``, and change the declared
+    length of the track chunk around it to match, so that the reader decodes it."""
+    end = offset
+    while end < len(data) - 1 and data[end] & 0x80:
+        end += 1
+    chunk = data.rfind(b"MTrk", 0, max(offset - 4, 0))
+    if chunk >= 0:
+        (length,) = struct.unpack_from(">I", data, chunk + 4)
+        struct.pack_into(">I", data, chunk + 4, (length + len(spelling) - (end + 1 - offset)) % 2**32)
+    data[offset : end + 1] = spelling
 
 
 def _check(data: bytes) -> None:
@@ -120,6 +155,11 @@ def test_seeds_are_valid_or_refused_as_documented():
 
 @given(mutated_midi())
 def test_mutated_midi_gives_a_matrix_or_a_midi_error(data):
+    _check(data)
+
+
+@given(mutated_midi(LENGTH_MUTATIONS))
+def test_long_varlens_and_rewritten_lengths_give_a_matrix_or_a_midi_error(data):
     _check(data)
 
 

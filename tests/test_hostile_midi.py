@@ -15,7 +15,7 @@ import pytest
 
 from note_matrix import MidiError, NoteMatrixError, midi_to_matrix
 from note_matrix.midi import MidiLimitError, ReadLimits, read_midi
-from tests.midi_factory import smf, tempo_event, track_chunk, vlq
+from tests.midi_factory import long_vlq, smf, tempo_event, track_chunk, vlq
 
 NOTE = [(0, b"\x90\x3c\x64"), (480, b"\x80\x3c\x00")]  # C4 for one beat
 GOOD = smf([track_chunk([(0, tempo_event(500_000)), *NOTE])], fmt=0)
@@ -43,7 +43,7 @@ REFUSED = {
         GOOD[:10] + struct.pack(">H", 3) + GOOD[12:], "announces 3 tracks, the file ends after 1"),
     "bad status byte": (smf([track_chunk([(0, b"\xf4\x00")])], fmt=0), "undefined status byte 0xf4"),
     "data byte without running status": (
-        smf([track_chunk([(0, b"\x3c\x64")])], fmt=0), "running status without last_status"),
+        smf([track_chunk([(0, b"\x3c\x64")])], fmt=0), "running status with nothing to run on"),
     "data byte over 127": (smf([track_chunk([(0, b"\x90\x3c\xc8")])], fmt=0), "data byte must be in range"),
     "garbage between chunks": (
         GOOD[:10] + struct.pack(">H", 2) + GOOD[12:] + b"\x00\x01\x02\x03\x04\x05\x06\x07" + GOOD[14:],
@@ -53,6 +53,21 @@ REFUSED = {
     "bad SMPTE rate": (GOOD[:12] + struct.pack(">H", 0xE928) + GOOD[14:], "invalid SMPTE time division 0xe928"),
     "type 2": (smf([track_chunk(NOTE)] * 2, fmt=2), "type 2 MIDI"),
     "invalid key signature": (smf([track_chunk([(0, b"\xff\x59\x02\x09\x00"), *NOTE])], fmt=0), "key with 9 sharps"),
+    # Variable-length numbers over the standard's 4 bytes, even where their value is small.
+    "delta time of 9 bytes": (smf([track_chunk([NOTE[0], (b"\xff" * 8 + b"\x7f", b"\x80\x3c\x00")])], fmt=0),
+                              "track 0: variable-length number of 9 bytes (the standard allows 4)"),
+    "delta time past int64": (smf([track_chunk([NOTE[0], (b"\xff" * 9 + b"\x7f", b"\x80\x3c\x00")])], fmt=0),
+                              "track 0: variable-length number of 10 bytes (the standard allows 4)"),
+    "delta time of 5 bytes, small value": (smf([track_chunk([NOTE[0], (long_vlq(480, 5), b"\x80\x3c\x00")])], fmt=0),
+                                           "track 0: variable-length number of 5 bytes"),
+    "meta length of 5 bytes": (smf([track_chunk([(0, b"\xff\x03" + long_vlq(5, 5) + b"piano"), *NOTE])], fmt=0),
+                               "track 0: variable-length number of 5 bytes"),
+    "meta length past its track": (smf([track_chunk([(0, b"\xff\x01" + vlq(0x0FFFFFFF) + b"abc")])], fmt=0),
+                                   "track 0: an event declares 268,435,455 data bytes, only 7 remain in its track"),
+    "sysex length past its track": (smf([track_chunk([(0, b"\xf0" + vlq(1000) + b"\x7e\xf7")])], fmt=0),
+                                    "track 0: an event declares 1,000 data bytes, only 6 remain in its track"),
+    "tempo of 0": (smf([track_chunk([*NOTE, (0, tempo_event(0)), *NOTE])], fmt=0),
+                   "track 0: a tempo of 0 microseconds per beat at tick 480"),
 }
 
 
@@ -72,9 +87,9 @@ def test_directory_named_mid_and_unreadable_file(tmp_path, monkeypatch):
         midi_to_matrix(tmp_path / "folder.mid")
     locked = write(tmp_path, "locked.mid", GOOD)
     if os.geteuid() == 0:  # root reads anything: simulate the refusal
-        real = Path.read_bytes
-        monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(
-            PermissionError(13, "Permission denied")) if self == locked else real(self))
+        real = os.open
+        monkeypatch.setattr(os, "open", lambda file, *args: (_ for _ in ()).throw(
+            PermissionError(13, "Permission denied")) if Path(file) == locked else real(file, *args))
     else:
         locked.chmod(0)
     with pytest.raises(MidiError, match="permission denied"):
@@ -149,7 +164,7 @@ def test_header_longer_than_six_bytes_is_accepted(tmp_path):
 def test_file_size_limit_refuses_before_reading(tmp_path, monkeypatch):
     path = write(tmp_path, "big.mid", GOOD + b"\x00" * 2000)
     monkeypatch.setenv("NOTE_MATRIX_MAX_FILE_BYTES", "1000")
-    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read a file over the size limit"))
+    monkeypatch.setattr(os, "open", lambda *args: pytest.fail("opened a file over the size limit"))
     with pytest.raises(MidiLimitError, match=f"{path.stat().st_size:,} bytes, over the 1,000-byte limit"):
         read_midi(path)
 

@@ -207,7 +207,7 @@ def test_event_baselines_give_distributions_and_the_longer_ngram_wins_on_repeats
     phrase = EVENTS.encode(_songs(tmp_path, rng, 1) / "song0.mid").steps[:40]
     song = np.concatenate([phrase] * 6)  # a song that repeats itself
     baselines = EventBaselines.fit([song, song[:120]], [song[:200]])
-    scores = baselines.score_all([song], 20)
+    scores = baselines.score_all([song, song[40:]], 20)  # two test files: each file's own event ids
     assert {"repeat previous event", "unigram", "n-gram per field, order 8", "n-gram of events, order 8"} <= set(scores)
     assert scores["n-gram of events, order 8"]["pitch_accuracy"] > 0.95
     assert scores["n-gram of events, order 8"]["nll"] < scores["n-gram per field, order 2"]["nll"] < \

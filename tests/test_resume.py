@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import models.head_metrics  # noqa: F401  (registers the loss and metrics a checkpoint is compiled with)
 import train
 from models import ModelConfig, build_model
-import models.head_metrics  # noqa: F401  (registers the loss and metrics a checkpoint is compiled with)
 from note_matrix import runs
+from note_matrix.training.sample_logger import LOSS_CURVE_FILE
 from note_matrix.training.tensorboard import SummaryWriter, discard_events_after
 from tests.midi_factory import random_song
 
@@ -118,7 +119,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_configured_epochs(song_folder, tm
     config = json.loads((run / runs.CONFIG_FILE).read_text())
     assert [r["epochs_done"] for r in config["resumed"]] == [done]
     # TensorBoard: one point per epoch, batch steps numbered on without a gap or a repeat.
-    assert _scalar_steps(run / "train", "epoch_loss") == list(range(epochs))
+    assert _scalar_steps(run / "train", "epoch_loss") == list(range(1, epochs + 1))
     train_batches = _scalar_steps(run / "train", "batch_loss")
     assert train_batches == list(range(1, state["tensorboard"]["train_step"] + 1))
     assert len(train_batches) == epochs * 169  # 676 training windows in batches of 4
@@ -209,6 +210,13 @@ def test_a_kill_between_the_commit_and_the_best_model_copy_is_repaired(finished_
     assert repaired == complete
 
 
+def test_a_kill_before_the_loss_curve_is_repaired(finished_run, tmp_path):
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    (run / LOSS_CURVE_FILE).unlink()  # killed after the last epoch's commit, before the curve was drawn
+    assert train.main(["--resume", str(run), "--quiet"]) == 0  # finished: trains nothing, draws the curve
+    assert (run / LOSS_CURVE_FILE).read_bytes().startswith(b"\x89PNG")
+
+
 def test_resuming_after_the_dataset_changed_is_refused(song_folder, tmp_path, capsys):
     songs = shutil.copytree(song_folder, tmp_path / "songs")
     assert train.main(_flags(songs, tmp_path, "run", 1)) == 0
@@ -285,8 +293,8 @@ def test_events_logged_after_the_last_checkpoint_are_discarded(tmp_path):
         writer = SummaryWriter(tmp_path / run)
         for step in range(1, 11):
             writer.scalar("batch_loss", 1.0 / step, step)
-        for epoch in range(3):
-            writer.scalar("epoch_loss", 1.0 / (epoch + 1), epoch)
+        for epoch in range(1, 4):
+            writer.scalar("epoch_loss", 1.0 / epoch, epoch)
             writer.histogram("lstm/kernel", np.arange(10.0) * epoch, epoch)
         writer.close()
     events = next((tmp_path / "train").glob("events.out.tfevents.*"))
@@ -297,8 +305,8 @@ def test_events_logged_after_the_last_checkpoint_are_discarded(tmp_path):
 
     assert _scalar_steps(tmp_path / "train", "batch_loss") == [1, 2, 3, 4, 5, 6]
     assert _scalar_steps(tmp_path / "validation", "batch_loss") == [1, 2, 3, 4]
-    assert _scalar_steps(tmp_path / "train", "epoch_loss") == [0, 1]
+    assert _scalar_steps(tmp_path / "train", "epoch_loss") == [1, 2]
     histograms = EventAccumulator(str(tmp_path / "train"), size_guidance={"histograms": 0})
     histograms.Reload()
-    assert [event.step for event in histograms.Histograms("lstm/kernel")] == [0, 1]
+    assert [event.step for event in histograms.Histograms("lstm/kernel")] == [1, 2]
     assert not list(tmp_path.rglob("*.part"))

@@ -60,9 +60,9 @@ def test_samples_reach_tensorboard_at_the_right_epochs(song_folder, tmp_path):
     logger = sample_logger(tmp_path, primer, every=2, length=40, tempo_us_per_beat=600_000)
     fit(x, y, epochs=5, callbacks=[logger])
     events = read_events(tmp_path / "validation")
-    # every 2 epochs: after epochs 2 and 4 (steps 1, 3), and after the last one (step 4)
-    assert [image.step for image in events.Images(PIANO_ROLL_TAG)] == [1, 3, 4]
-    assert [clip.step for clip in events.Audio(AUDIO_TAG)] == [1, 3, 4]
+    # every 2 epochs: after epochs 2 and 4, and after the last one; the step is the epoch
+    assert [image.step for image in events.Images(PIANO_ROLL_TAG)] == [2, 4, 5]
+    assert [clip.step for clip in events.Audio(AUDIO_TAG)] == [2, 4, 5]
     image = events.Images(PIANO_ROLL_TAG)[0]
     assert image.encoded_image_string[:4] == b"\x89PNG"
     assert (image.width, image.height) == png_size(image.encoded_image_string)
@@ -81,7 +81,7 @@ def test_samples_reach_tensorboard_at_the_right_epochs(song_folder, tmp_path):
 def test_the_last_epoch_is_not_logged_twice(song_folder, tmp_path):
     x, y, primer = windows(song_folder, count=1)
     fit(x, y, epochs=2, callbacks=[sample_logger(tmp_path, primer, every=1, length=10)])
-    assert [image.step for image in read_events(tmp_path / "validation").Images(PIANO_ROLL_TAG)] == [0, 1]
+    assert [image.step for image in read_events(tmp_path / "validation").Images(PIANO_ROLL_TAG)] == [1, 2]
 
 
 def test_sampling_does_not_change_training(song_folder, tmp_path):

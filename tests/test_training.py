@@ -32,6 +32,7 @@ def test_run_folder_holds_config_model_split_and_history(trained_run, song_folde
         "cell": "lstm", "units": 8, "layers": 1, "dropout_rate": 0.75,
         "head": "regression", "mixtures": 5, "learning_rate": 1e-4, "targets": "all",
         "optimizer": "rmsprop", "clipnorm": None,  # the card's
+        "lr_schedule": "constant", "lr_min": None, "lr_max": None, "cycle_steps": None,
     }
     # what the network reads and predicts (the 3 features the model config used to hold), as built
     representation = NoteMatrix()
@@ -77,7 +78,7 @@ def test_tensorboard_shows_losses_accuracy_graph_and_histograms(trained_run):
     batches = train_events.Scalars("batch_loss")
     assert len(batches) >= 2 and [e.step for e in batches] == list(range(1, len(batches) + 1))  # 1 batch an epoch
     for tag in WEIGHT_TAGS:
-        assert [e.step for e in train_events.Histograms(tag)] == [0, 1]
+        assert [e.step for e in train_events.Histograms(tag)] == [1, 2]  # step = epoch
     kernel = train_events.Histograms("lstm/kernel")[-1].histogram_value
     assert kernel.num == 3 * 4 * 8
     dropout_output = validation_events.Histograms("dropout/output")[-1].histogram_value
@@ -89,8 +90,8 @@ def test_training_writes_a_loss_curve_and_sampled_pieces(trained_run):
     events = EventAccumulator(str(trained_run / "validation"), size_guidance={"images": 0, "audio": 0})
     events.Reload()
     # --sample-every 10 (the default) over 2 epochs: one piece, after the last epoch
-    assert [e.step for e in events.Images("samples/piano_roll")] == [1]
-    assert [e.step for e in events.Audio("samples/audio")] == [1]
+    assert [e.step for e in events.Images("samples/piano_roll")] == [2]  # step = epoch, as the image's title
+    assert [e.step for e in events.Audio("samples/audio")] == [2]
     assert (trained_run / "samples" / "epoch-0002.mid").is_file()  # named by epochs done
 
 

@@ -16,7 +16,8 @@ import pytest
 
 from note_matrix import DatasetError, NoteMatrix
 from note_matrix import datasets as ds
-from note_matrix.datasets import encode_file, workers as ds_workers
+from note_matrix.datasets import encode_file
+from note_matrix.datasets import workers as ds_workers
 from tests.midi_factory import random_song
 from tests.test_datasets import _mixed_folder
 

@@ -1,8 +1,9 @@
 """Datasets: find, download (checksummed), encode (cached) and split MIDI collections.
 
 ``--dataset`` is a registered name (``pop``, ``nottingham``; ``registry/*.json``) or a
-folder of ``.mid``/``.midi`` files (``resolve.py``); registered files are downloaded and
-checked against their SHA-256 (``download.py``, ``archives.py``) or read from the mirror.
+folder of ``.mid``/``.midi`` files (``resolve.py``); registered files are downloaded, or
+copied from the mirror, into ``data/<name>/`` and checked against their SHA-256
+(``download.py``, ``archives.py``).
 ``encode_dataset`` (``encode.py``) encodes them in this process or in worker processes
 (``workers.py``) through a content cache (``cache.py``) and a per-folder manifest and pack
 (``manifest.py``), so a warm run parses no MIDI and the arrays are memory-mapped.

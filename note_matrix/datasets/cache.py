@@ -9,11 +9,13 @@ The manifest and pack of each dataset folder live beside it, in ``datasets/``
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -90,6 +92,30 @@ def write_shared(final: Path, write: Callable[[BinaryIO], object]) -> None:
             write(handle)
 
     atomic.write_atomically(final, write_file, sync=False, unique=True)
+
+
+@contextlib.contextmanager
+def hold_lock(path: Path) -> Iterator[None]:
+    """Hold the lock file ``path`` (``fcntl.flock``, exclusive) for the ``with`` block, waiting for it.
+
+    For work that processes sharing a data folder take turns at. The lock goes with the
+    process, so a killed one never leaves it held; the empty file stays. Where the file
+    cannot be created (a folder this process may not write to) the block runs without
+    it: this process cannot change anything there.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError:
+        descriptor = None
+    if descriptor is None:
+        yield
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def _npy_header(handle) -> tuple[tuple[int, ...], np.dtype]:

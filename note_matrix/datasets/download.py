@@ -1,4 +1,4 @@
-"""Verified downloads of registered datasets.
+"""Verified downloads of registered datasets, and verified copies from a local mirror.
 
 A registry entry (``registry/<name>.json``) says where its files come from in one of
 two ways; ``files`` (path relative to ``data/<name>/`` -> SHA-256) is required in both::
@@ -31,6 +31,12 @@ What a download guarantees:
   (``archives.py``) and deleted.
 
 Failures raise ``DatasetError`` with one line naming the file and the reason.
+
+A mirror (a local folder holding the registered files, ``copy_dataset``) is a download
+source like the upstream one: each missing or wrong file is copied through a ``.part``,
+hashed while it is copied and renamed into place only if its SHA-256 matches the
+registry; the mirror is only read. A file the mirror lacks or holds with another SHA-256
+is left out with the reason, not fatal.
 """
 
 from __future__ import annotations
@@ -126,6 +132,22 @@ def _download_archive(registry: dict, target: Path) -> None:
         )
 
 
+def copy_dataset(registry: dict, source: Path, target: Path) -> dict[str, str]:
+    """Copy each missing or wrong file of ``registry`` from the folder ``source`` into ``target``, verified.
+
+    Returns ``{file: reason}`` for the files that could not be copied (``source`` lacks
+    them, or holds them with another SHA-256); the others are in ``target`` after it.
+    """
+    wanted = _missing_or_wrong(target, registry["files"])
+    failures = {}
+    for name in tqdm(wanted, desc=f"copying {registry['name']} from the mirror", unit="file", disable=not wanted):
+        try:
+            copy_verified(source / name, target / name, registry["files"][name])
+        except DatasetError as error:
+            failures[name] = f"not copied from the mirror: {error}"
+    return failures
+
+
 def _missing_or_wrong(target: Path, files: dict[str, str]) -> list[str]:
     """Sorted names of ``files`` absent from ``target`` or whose SHA-256 differs."""
     for name in files:
@@ -181,11 +203,46 @@ def fetch_verified(url: str, destination: Path, sha256: str, *, progress: str | 
         time.sleep(RETRY_DELAY_SECONDS * 2 ** (attempts - 1))
 
 
+def copy_verified(source: Path, destination: Path, sha256: str) -> None:
+    """Copy the regular file ``source`` to ``destination`` if its SHA-256 is ``sha256``, as a download would.
+
+    Raises ``DatasetError("<source>: <reason>")``: not a regular file (a pipe or a device
+    is never opened), unreadable, or another SHA-256.
+    """
+    if not source.is_file():
+        raise DatasetError(f"{source}: {'not a regular file' if source.exists() else 'no such file'}")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _place_verified(destination, sha256, lambda partial: _copy(source, partial))
+    except _AttemptFailed as failure:
+        raise DatasetError(f"{source}: {failure.reason}") from failure
+    except OSError as error:
+        raise DatasetError(f"{source}: cannot be copied ({error.strerror or error})") from error
+
+
+def _copy(source: Path, partial: Path) -> str:
+    """Copy ``source`` to ``partial`` (truncating it); the SHA-256 of what was copied, as hex."""
+    digest = hashlib.sha256()
+    with open(source, "rb") as handle, open(partial, "wb") as out:
+        for block in iter(lambda: handle.read(BLOCK_BYTES), b""):
+            digest.update(block)
+            out.write(block)
+    return digest.hexdigest()
+
+
 def _fetch_once(url: str, destination: Path, sha256: str, progress: str | None) -> None:
     """One attempt: stream into ``<destination>.part``, verify, rename; never leave the .part."""
+    _place_verified(destination, sha256, lambda partial: _stream(url, partial, progress))
+
+
+def _place_verified(destination: Path, sha256: str, write) -> None:
+    """``write(<destination>.part)`` returns the SHA-256 it wrote; rename it into place only if it is ``sha256``.
+
+    The ``.part`` is never left behind. A mismatch is ``_AttemptFailed``, not retryable.
+    """
     partial = atomic.temporary_name(destination)
     try:
-        digest = _stream(url, partial, progress)
+        digest = write(partial)
         if digest != sha256:
             raise _AttemptFailed(
                 f"SHA-256 mismatch (got {digest[:12]}..., the registry says {sha256[:12]}...)", retryable=False

@@ -118,7 +118,7 @@ def encode_dataset(
             arrays[key] = views[key]
     fingerprint = hashlib.sha256()
     for key in sorted(files.keys):
-        fingerprint.update(f"{key}\t{kept[key].sha256 or 'unreadable'}\n".encode())
+        fingerprint.update(f"{key}\t{kept[key].sha256 or 'unreadable'}\n".encode("utf-8", "surrogateescape"))
     return EncodedDataset(
         files.name,
         files.root,

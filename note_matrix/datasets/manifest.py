@@ -2,7 +2,8 @@
 
 The manifest lets a warm run trust unchanged files by ``os.stat`` without reading them;
 the pack holds their arrays back to back, returned as read-only memory-mapped views.
-Format and rules: ``_DatasetIndex``.
+Format and rules: ``_DatasetIndex``. Runs sharing a data folder take turns through a
+lock file (``cache.hold_lock``), so each one maps a pack that its manifest names.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from note_matrix.datasets.cache import EncodingCache, _signature, write_shared
+from note_matrix.datasets.cache import EncodingCache, _signature, hold_lock, write_shared
 from note_matrix.datasets.encode_file import _Kept
 from note_matrix.errors import DatasetError
 
@@ -42,6 +43,12 @@ class _DatasetIndex:
     without being read only if its ``stat`` signature is the recorded one and it was not
     modified within ``RACY_MTIME_NS`` before it was recorded (``racy`` 1: it could have
     changed again within the clock's resolution, so it is hashed next time).
+
+    Several processes may use one folder's manifest at once (two trainings on one
+    ``--data-dir``): reading the manifest and mapping its pack, and writing a pack, the
+    manifest and removing the packs it replaces, each happen holding ``<root id>.lock``
+    (``hold_lock``). So no process opens a pack that another has just removed; a pack
+    already mapped stays readable after its removal (POSIX keeps the data of an open file).
     """
 
     def __init__(self, cache: EncodingCache, root: Path):
@@ -49,27 +56,30 @@ class _DatasetIndex:
         self.root = os.path.realpath(root)
         self.root_id = hashlib.sha256(os.fsencode(self.root)).hexdigest()[:16]
         self.manifest_path = self.folder / f"{self.root_id}.json"
+        self.lock_path = self.folder / f"{self.root_id}.lock"
         self.entries: dict[str, list] = {}
         self.pack_name: str | None = None
         self.pack: np.ndarray | None = None
         try:
-            with open(self.manifest_path, "rb") as handle:
+            with hold_lock(self.lock_path), open(self.manifest_path, "rb") as handle:
                 manifest = json.load(handle)
-            if manifest["format"] != MANIFEST_FORMAT or manifest["root"] != self.root:
-                return
-            entries, pack_name = manifest["files"], manifest["pack"]
-            pack = None if pack_name is None else self._open_pack(pack_name)
+                if manifest["format"] != MANIFEST_FORMAT or manifest["root"] != self.root:
+                    return
+                entries, pack_name = manifest["files"], manifest["pack"]
+                pack = None if pack_name is None else self._open_pack(pack_name)
         except FileNotFoundError:
-            return  # no manifest yet, or its pack was replaced by a concurrent run: hash everything
+            return  # no manifest yet, or its pack was deleted by hand: hash everything
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return  # torn, foreign or older format: start afresh
         if isinstance(entries, dict):
             self.entries, self.pack_name, self.pack = entries, pack_name, pack
 
+    def _pack_path(self, pack_name: str) -> Path:
+        return self.folder / Path(pack_name).name
+
     def _open_pack(self, pack_name: str) -> np.ndarray:
         """The pack, memory-mapped read-only, as a plain ndarray (its slices are light views)."""
-        path = self.folder / Path(pack_name).name
-        return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+        return np.load(self._pack_path(pack_name), mmap_mode="r", allow_pickle=False).view(np.ndarray)
 
     def trusted(self, key: str, path: Path) -> _Kept | None:
         """What the manifest keeps for ``key`` if the file is unchanged (by ``stat``), else None."""
@@ -101,11 +111,20 @@ class _DatasetIndex:
         """Views ``(rows, features)`` into the pack of every encoded file of ``keys``.
 
         ``learnt``: this run read some file, so the manifest is rewritten; the pack too if
-        an encoded file's array is not in the current pack. Both are renamed into place.
+        an encoded file's array is not in the current pack, or if a concurrent run removed
+        that pack meanwhile. Both are renamed into place, holding the lock.
         """
         encoded = [key for key in keys if kept[key].final and isinstance(kept[key].value, int)]
         offsets = [self._packed(key, kept[key].sha256) for key in encoded]
-        if learnt and None in offsets:
+        if learnt:
+            with hold_lock(self.lock_path):
+                offsets = self._record(keys, encoded, offsets, kept, started_ns, cache)
+        return {key: self.pack[offset : offset + kept[key].value] for key, offset in zip(encoded, offsets)}
+
+    def _record(self, keys: list[str], encoded: list[str], offsets: list[int | None], kept: dict[str, _Kept],
+                started_ns: int, cache: EncodingCache) -> list[int]:
+        """Write the manifest (and a new pack when needed, removing the others); the offsets of ``encoded``."""
+        if None in offsets or (self.pack_name is not None and not self._pack_path(self.pack_name).is_file()):
             pack_name = self._write_pack(encoded, kept, cache)
             offsets = list(itertools.accumulate((kept[key].value for key in encoded[:-1]), initial=0))
             located = dict(zip(encoded, offsets))
@@ -116,13 +135,13 @@ class _DatasetIndex:
             self.pack = None if pack_name is None else self._open_pack(pack_name)
             self.pack_name = pack_name
             self._remove_other_packs()
-        elif learnt:
-            located = dict(zip(encoded, offsets))
-            # Files not asked for this time stay: the pack still holds them.
-            others = ((key, entry) for key, entry in self.entries.items() if key not in kept)
-            asked = ((key, self._entry(kept[key], located.get(key), started_ns)) for key in keys if kept[key].final)
-            self._write_manifest(itertools.chain(others, asked), self.pack_name)
-        return {key: self.pack[offset : offset + kept[key].value] for key, offset in zip(encoded, offsets)}
+            return offsets
+        located = dict(zip(encoded, offsets))
+        # Files not asked for this time stay: the pack still holds them.
+        others = ((key, entry) for key, entry in self.entries.items() if key not in kept)
+        asked = ((key, self._entry(kept[key], located.get(key), started_ns)) for key in keys if kept[key].final)
+        self._write_manifest(itertools.chain(others, asked), self.pack_name)
+        return offsets
 
     @staticmethod
     def _entry(kept: _Kept, offset: int | None, started_ns: int) -> list:
@@ -154,7 +173,6 @@ class _DatasetIndex:
                     )
                 handle.write(np.ascontiguousarray(array).data)
 
-        self.folder.mkdir(parents=True, exist_ok=True)
         pack_name = f"{self.root_id}-{secrets.token_hex(6)}.npy"
         write_shared(self.folder / pack_name, write)
         return pack_name
@@ -179,15 +197,13 @@ class _DatasetIndex:
                 separator = b",\n"
             handle.write(b"\n}}\n")
 
-        self.folder.mkdir(parents=True, exist_ok=True)
         write_shared(self.manifest_path, write)
 
     def _remove_other_packs(self) -> None:
         """Delete this folder's packs other than the current one (older ones, or a concurrent run's).
 
-        A run still reading one keeps its mapping on POSIX; where a mapped file cannot be
-        deleted it stays until a later run. A run that finds its manifest's pack gone
-        hashes its files again.
+        Called holding the lock. A run still reading one keeps its mapping on POSIX; where
+        a mapped file cannot be deleted it stays until a later run.
         """
         for path in self.folder.glob(f"{self.root_id}-*.npy"):
             if path.name != self.pack_name:

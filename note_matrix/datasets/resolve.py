@@ -1,9 +1,14 @@
 """Registered datasets and folders of MIDI files: which files a ``--dataset`` names.
 
-A registered dataset (``registry/<name>.json``: upstream URLs and a SHA-256 per file) is
-downloaded once into ``data/<name>/``, or read from the folder named by
-``NOTE_MATRIX_MIRROR`` (laid out like ``../shared/datasets``); either way only files whose
-SHA-256 matches the registry are used. Any other ``--dataset`` is a folder searched
+A registered dataset (``registry/<name>.json``: upstream URLs and a SHA-256 per file)
+lives in ``data/<name>/``. Its files are downloaded there once, or, with
+``NOTE_MATRIX_MIRROR`` naming a local copy laid out like ``../shared/datasets``, copied
+there from ``<mirror>/<mirror_subdir>/``; either way each file is checked against its
+SHA-256 before it is trusted, files already there and right are kept, and two processes
+take turns (a lock file, ``data/.<name>.lock``). An entry with ``"mirror_verified": false``
+(the polyphonic benchmarks: the mirror's copies withhold the test split, so they are not
+the upstream bytes) is read from the mirror as it is, in place, unchecked; it is still
+downloaded verified without a mirror. Any other ``--dataset`` is a folder searched
 recursively for ``.mid``/``.midi`` files.
 """
 
@@ -14,7 +19,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from note_matrix.datasets.download import download_dataset, file_sha256
+from note_matrix.datasets.cache import hold_lock
+from note_matrix.datasets.download import copy_dataset, download_dataset, file_sha256
 from note_matrix.errors import DatasetError
 
 MIRROR_ENV = "NOTE_MATRIX_MIRROR"
@@ -58,18 +64,9 @@ def find_midi_files(folder: Path) -> list[str]:
 
 
 def resolve_dataset(dataset: str, data_dir: Path) -> DatasetFiles:
-    """A registered dataset name (mirror or download) or a folder, as ``DatasetFiles``."""
+    """A registered dataset name (copied from the mirror or downloaded) or a folder, as ``DatasetFiles``."""
     if dataset in registered_datasets():
-        registry = load_registry(dataset)
-        mirror = os.environ.get(MIRROR_ENV)
-        if mirror:
-            root = Path(mirror) / registry["mirror_subdir"]
-            if not root.is_dir():
-                raise DatasetError(f"{MIRROR_ENV}={mirror} has no folder {registry['mirror_subdir']}/")
-            return _verified(dataset, root, registry["files"])
-        root = Path(data_dir) / dataset
-        download_dataset(registry, root)
-        return _verified(dataset, root, registry["files"])
+        return _registered(dataset, Path(data_dir))
     folder = Path(dataset)
     if not folder.is_dir():
         raise DatasetError(
@@ -82,13 +79,40 @@ def resolve_dataset(dataset: str, data_dir: Path) -> DatasetFiles:
     return DatasetFiles(folder.name or str(folder), folder, keys)
 
 
-def _verified(name: str, root: Path, expected: dict[str, str]) -> DatasetFiles:
-    """Registered files present under ``root`` whose SHA-256 matches; others skipped."""
+def _registered(name: str, data_dir: Path) -> DatasetFiles:
+    """``data_dir/<name>/`` given every registered file it lacks, from the mirror or the network; verified."""
+    registry = load_registry(name)
+    mirror = os.environ.get(MIRROR_ENV)
+    source = Path(mirror) / registry["mirror_subdir"] if mirror else None
+    if source is not None and not source.is_dir():
+        raise DatasetError(f"{MIRROR_ENV}={mirror} has no folder {registry['mirror_subdir']}/")
+    if source is not None and not registry.get("mirror_verified", True):
+        return _as_is(name, source, registry["files"])
+    root = data_dir / name
+    with hold_lock(data_dir / f".{name}.lock"):  # a second run waits, then finds the files in place
+        if source is None:
+            download_dataset(registry, root)  # all or a DatasetError
+            reasons = {}
+        else:
+            reasons = copy_dataset(registry, source, root)
+        return _verified(name, root, registry["files"], reasons)
+
+
+def _as_is(name: str, source: Path, expected: dict[str, str]) -> DatasetFiles:
+    """The registered files the mirror folder ``source`` holds, read there, with no SHA-256 check."""
+    present = [key for key in sorted(expected) if (source / key).is_file()]
+    missing = {key: f"not in the mirror ({source / key})" for key in sorted(expected) if key not in present}
+    return DatasetFiles(name, source, present, missing)
+
+
+def _verified(name: str, root: Path, expected: dict[str, str], reasons: dict[str, str]) -> DatasetFiles:
+    """Registered files present under ``root`` whose SHA-256 matches; the others skipped, with ``reasons``'s
+    reason where it has one."""
     keys, skipped = [], {}
     for key, sha256 in sorted(expected.items()):
         path = root / key
         if not path.is_file():
-            skipped[key] = "missing"
+            skipped[key] = reasons.get(key, "missing")
         elif file_sha256(path) != sha256:
             skipped[key] = "SHA-256 does not match the dataset registry"
         else:

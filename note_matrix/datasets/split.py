@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
 
+from note_matrix import atomic
 from note_matrix.errors import DatasetError
 
 
@@ -25,7 +28,7 @@ def split_by_file(
     def count(fraction: float) -> int:
         if fraction == 0 or len(keys) < 3:
             return 0
-        return max(1, int(round(fraction * len(keys))))
+        return max(1, round(fraction * len(keys)))
 
     n_test, n_validation = count(test_fraction), count(validation_fraction)
     if n_test + n_validation >= len(keys):
@@ -42,6 +45,50 @@ def split_by_file(
 
 
 def write_skip_report(path: Path, skipped: dict[str, str]) -> None:
-    """One line per skipped file: ``<key>\\t<reason>``."""
-    lines = [f"{key}\t{reason}" for key, reason in sorted(skipped.items())]
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    """The skipped files twice: ``path`` for people, the same name with ``.json`` for programs.
+
+    A file name may hold any byte but ``/`` and NUL: a tab, a newline, bytes that are not
+    UTF-8 (which Python keeps as surrogate escapes, and which no UTF-8 text can hold).
+
+    - ``path`` (``skipped.txt``): one line per file, ``<file>\\t<reason>``, both escaped
+      by ``_escape_name`` so that every file stays on its own line;
+    - ``skipped.json``: ``{"skipped": [{"file", "file_hex", "reason"}, ...]}``, where
+      ``file`` is the name as text (bytes that are not UTF-8 as U+FFFD) and ``file_hex``
+      its exact bytes, relative to the dataset folder, in hex:
+      ``os.fsdecode(bytes.fromhex(file_hex))`` is the name as Python lists it.
+
+    Both are written whole or not at all (``note_matrix.atomic``).
+    """
+    ordered = sorted(skipped.items())
+    atomic.write_text(path, "".join(f"{_escape_name(key)}\t{_escape_name(reason)}\n" for key, reason in ordered))
+    entries = [_skip_entry(key, reason) for key, reason in ordered]
+    atomic.write_text(path.with_suffix(".json"), json.dumps({"skipped": entries}, indent=1) + "\n")
+
+
+def _skip_entry(key: str, reason: str) -> dict[str, str]:
+    name = os.fsencode(key)
+    return {"file": name.decode("utf-8", "replace"), "file_hex": name.hex(), "reason": reason}
+
+
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape_name(text: str) -> str:
+    """``text`` as one unambiguous line of printable UTF-8.
+
+    Backslash, tab, newline and carriage return become ``\\\\ \\t \\n \\r``; a byte
+    that is not UTF-8 (a surrogate escape) ``\\xNN``; any other unprintable character
+    ``\\uNNNN`` (``\\UNNNNNNNN`` beyond U+FFFF). Other text is kept as it is.
+    """
+    return "".join(_escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if char.isprintable():
+        return char
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"

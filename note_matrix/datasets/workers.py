@@ -26,7 +26,8 @@ from note_matrix.datasets.cache import EncodingCache
 from note_matrix.datasets.encode_file import _outcome, _process_file
 from note_matrix.errors import DatasetError
 from note_matrix.midi import ReadLimits
-from note_matrix.representations import Representation, from_json as representation_from_json
+from note_matrix.representations import Representation
+from note_matrix.representations import from_json as representation_from_json
 
 WORKER_START_SECONDS = 120.0  # a worker process not ready after this long is stopped
 WORKER_GRACE_SECONDS = 5.0  # a worker silent for 2 x NOTE_MATRIX_MAX_PARSE_SECONDS + this on one file is stopped
@@ -51,7 +52,7 @@ class _Worker:
     def __init__(self, setup: str, replies: queue.Queue):
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, environment.get("PYTHONPATH")]))
-        self.stderr = tempfile.TemporaryFile()
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
         self.process = subprocess.Popen(
             [sys.executable, "-c", _WORKER_BOOT],
             stdin=subprocess.PIPE,

@@ -3,12 +3,16 @@
 ``"test"`` (``scores.evaluate_test``): the run's model scored on its test split beside
 baselines fitted on its training files (``baselines``).
 
+``"frame_nll"`` (``benchmark.evaluate_frames``): a piano-roll run's frame-level NLL, as
+the polyphonic benchmarks publish it, beside frame baselines and the published figures.
+
 ``"generated"`` (``generated.compare_generated``): the music statistics (``music_stats``)
 of a folder of generated MIDI files beside those of the run's training files.
 
 ``note_matrix.run_data`` opens a run and encodes its files; ``report`` prints and saves the results.
 """
 
+from note_matrix.evaluation.benchmark import evaluate_frames, format_frames
 from note_matrix.evaluation.generated import compare_generated, outside_training_range, read_notes
 from note_matrix.evaluation.report import (
     PITCH_CLASSES,
@@ -32,6 +36,7 @@ from note_matrix.evaluation.scores import (
 
 __all__ = [
     "PITCH_CLASSES", "PREDICT_BATCH_SIZE", "SCORE_NAMES", "STATISTIC_LABELS", "best_per_column", "calibration",
-    "compare_generated", "evaluate_test", "format_generated", "format_test", "model_label", "not_beaten",
+    "compare_generated", "evaluate_frames", "evaluate_test", "format_frames", "format_generated", "format_test",
+    "model_label", "not_beaten",
     "outside_training_range", "predict_outputs", "read_notes", "require_test_files", "save", "verdict",
 ]

@@ -90,9 +90,9 @@ class EventBaselines:
                            order, base, start=window)
         parts = []
         for array in files:
-            ids = symbols(array)
-            p, escape = model.distributions(ids, window)
-            parts.append(self._valid_only(p, escape, array[window:], seen, base, members, ids[window:]))
+            file_ids = symbols(array)
+            p, escape = model.distributions(file_ids, window)
+            parts.append(self._valid_only(p, escape, array[window:], seen, base, members, file_ids[window:]))
         velocity, pitch, time, joint = (np.concatenate(column) for column in zip(*parts))
         return event_scores(velocity, pitch, time, targets, -np.log(np.maximum(joint, 1e-12)))
 

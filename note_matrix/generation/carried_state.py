@@ -34,7 +34,7 @@ import numpy as np
 from keras import ops
 from tqdm import tqdm
 
-from models.builder import OneHotColumns
+from models.builder import OneHotColumns, ReferenceLSTM
 from note_matrix.errors import RunError
 from note_matrix.generation.compile import compile_function
 
@@ -57,7 +57,7 @@ class _Step:
     reset_after: bool = True  # GRU only
 
 
-_RECURRENT = {keras.layers.LSTM: "lstm", keras.layers.GRU: "gru", keras.layers.SimpleRNN: "rnn"}
+_RECURRENT = {keras.layers.LSTM: "lstm", keras.layers.GRU: "gru", keras.layers.SimpleRNN: "rnn", ReferenceLSTM: "lstm"}
 
 
 def _plan(model: keras.Model) -> tuple[tuple[_Step, ...], tuple[_Step, ...], int, int]:
@@ -94,7 +94,7 @@ def _plan(model: keras.Model) -> tuple[tuple[_Step, ...], tuple[_Step, ...], int
                 raise refuse(layer, "go_backwards and return_state are not supported")
             if inner is not layer:
                 raise refuse(layer, "a recurrent layer inside TimeDistributed")
-            cell = inner.cell
+            cell = getattr(inner, "cell", inner)  # ReferenceLSTM is its own cell
             bias = (cell.bias,) if cell.use_bias else ()
             recurrent.append(_Step(
                 kind, layer.name, (cell.kernel, cell.recurrent_kernel, *bias),

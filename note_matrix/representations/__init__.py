@@ -22,6 +22,8 @@ REGISTRY: dict[str, str] = {
     "note_matrix": "note_matrix.representations.note_matrix:NoteMatrix",
     "pitch_sequence": "note_matrix.representations.pitch_sequence:PitchSequence",
     "note_events": "note_matrix.representations.note_events:EventFields",
+    "piano_roll": "note_matrix.representations.piano_roll:PianoRoll",
+    "chord_tokens": "note_matrix.representations.chord_tokens:ChordTokens",
 }
 DEFAULT = "note_matrix"
 

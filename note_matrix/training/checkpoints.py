@@ -14,8 +14,10 @@ import keras
 import numpy as np
 
 import models.head  # noqa: F401  (registers HeadLoss: checkpoints load compiled)
+from models import InputSpec
 from models.head_metrics import ColumnAccuracy, LastLoss, LastSquaredError
-from note_matrix import runs
+from note_matrix import model_check, runs
+from note_matrix.config import RunConfig
 from note_matrix.training.tensorboard import TensorBoardLogger
 
 
@@ -25,9 +27,17 @@ def load_checkpoint(run_dir: Path, checkpoint: dict, head) -> keras.Model:
     ``head``: the run's; a checkpoint written before the field heads names its loss and
     metrics as plain functions, which are computed by ``head`` (the same numbers).
     """
-    model = keras.saving.load_model(run_dir / checkpoint["model"], custom_objects=_legacy_objects(head))
+    model = keras.saving.load_model(checked_checkpoint(run_dir, checkpoint), custom_objects=_legacy_objects(head))
     restore_seed_states(model, checkpoint["seed_generators"])
     return model
+
+
+def checked_checkpoint(run_dir: Path, checkpoint: dict) -> Path:
+    """The checkpoint's model file, once ``model_check`` found in it only what this project
+    builds (``RunError`` otherwise): before Keras reads it or it is copied to ``model.keras``."""
+    path = run_dir / checkpoint["model"]
+    model_check.check_model_file(path, InputSpec(**RunConfig.read(run_dir).model.inputs))
+    return path
 
 
 def _legacy_objects(head) -> dict:

@@ -12,8 +12,10 @@ each sliding window, as the card does. Validation always uses sliding windows, a
 monitored value (best model, early stopping) is the one after the whole window
 (``Representation.monitor``), so both modes are measured on the same task.
 
-Distribution (``TrainConfig.distribute``, TensorFlow only): ``"mirrored"`` (every local
-GPU) or ``"multiworker"`` (the hosts of ``TF_CONFIG``); ``batch_size`` is the global batch.
+Distribution (``TrainConfig.distribute``, ``note_matrix.training.distribute``):
+``"data-parallel"`` (every device of every JAX process; ``mirrored`` under TensorFlow),
+``"mirrored"`` (every local GPU) or ``"multiworker"`` (the hosts of ``TF_CONFIG``), both
+TensorFlow; ``batch_size`` is the global batch.
 """
 
 from __future__ import annotations
@@ -34,12 +36,12 @@ from note_matrix.config import DatasetInfo, ModelSpec, RunConfig, TrainConfig
 from note_matrix.datasets import write_skip_report
 from note_matrix.errors import DatasetError, RunError
 from note_matrix.run_data import RunData, prepare
-from note_matrix.training.checkpoints import EpochCheckpoint, complete_commit, load_checkpoint
+from note_matrix.training.checkpoints import EpochCheckpoint, checked_checkpoint, complete_commit, load_checkpoint
 from note_matrix.training.devices import describe_device
-from note_matrix.training.distribute import Distribution, build_from_one_window, log_vectors
-from note_matrix.training.sample_logger import SampleLogger, write_loss_curve
+from note_matrix.training.distribute import Distribution, fit_inputs
+from note_matrix.training.sample_logger import LOSS_CURVE_FILE, SampleLogger, write_loss_curve
 from note_matrix.training.tensorboard import TensorBoardLogger
-from note_matrix.training.windows import ShuffleEpochs, WindowBatches, WindowIndex
+from note_matrix.training.windows import WindowBatches, WindowIndex
 
 PROBE_BATCH_SIZE = 64
 # Train longer; the same files read from elsewhere; other devices (the same updates: the batch is global).
@@ -56,9 +58,19 @@ class TrainResult:
 
 
 def _representation(config: TrainConfig):
-    """The representation of ``config``, with its head checked; ``RunError`` (one line) if either is unknown."""
+    """The representation of ``config`` (``frame``, ``chord_symbols``: its options), with its head checked;
+    ``RunError`` (one line) if either is unknown, or for an option given to a representation without it."""
+    options = {} if config.frame is None else {"frame": config.frame}
+    if options and config.representation not in ("piano_roll", "chord_tokens"):
+        raise RunError(f"--frame sets the frame of --representation piano_roll or chord_tokens; "
+                       f"{config.representation} has none")
+    if config.chord_symbols:
+        if config.representation != "chord_tokens":
+            raise RunError(f"--chord-symbols is an option of --representation chord_tokens, not "
+                           f"{config.representation}")
+        options["chord_symbols"] = True
     try:
-        representation = representations.create(config.representation)
+        representation = representations.create(config.representation, **options)
         representation.head(config.model.head, config.model.mixtures)
     except ValueError as error:
         raise RunError(str(error)) from None
@@ -68,10 +80,10 @@ def _representation(config: TrainConfig):
 def train(config: TrainConfig, *, verbose: int = 1) -> TrainResult:
     """Train ``config.model`` on ``config.dataset``; write everything to a new run folder.
 
-    Under ``--distribute multiworker`` only the chief writes the run folder; the other
-    workers write theirs to a temporary folder, removed at the end.
+    Under ``--distribute multiworker`` or on a JAX cluster only the chief (process 0) writes
+    the run folder; the other processes write theirs to a temporary folder, removed at the end.
     """
-    distribution = Distribution.create(config.distribute)  # before TensorFlow runs anything
+    distribution = _distribution(config)
     data = prepare(config, _representation(config), progress=verbose > 0)
     if distribution.is_chief:
         run_dir = runs.new_run_dir(config.logdir, config.run_name)
@@ -84,6 +96,14 @@ def train(config: TrainConfig, *, verbose: int = 1) -> TrainResult:
             shutil.rmtree(run_dir, ignore_errors=True)
     result.kept = distribution.is_chief
     return result
+
+
+def _distribution(config: TrainConfig) -> Distribution:
+    """``config``'s distribution, created before the backend runs anything; ``DistributionError``
+    (one line) if the batch does not split among its devices."""
+    distribution = Distribution.create(config.distribute)
+    distribution.check_batch(config.batch_size)
+    return distribution
 
 
 def run_config(config: TrainConfig, data: RunData, device: str, distribution: Distribution) -> RunConfig:
@@ -110,7 +130,8 @@ def _train_new(config: TrainConfig, data: RunData, run_dir: Path, distribution: 
     write_skip_report(run_dir / runs.SKIP_FILE, data.skipped)
     if data.skipped:
         print(f"skipped {len(data.skipped)} of {data.total_files} files, see {run_dir / runs.SKIP_FILE}")
-    print(f"Checkpoints every epoch; if stopped, continue with: python train.py --resume {run_dir}")
+    if distribution.is_chief:  # the other processes' folders are temporary
+        print(f"Checkpoints every epoch; if stopped, continue with: python train.py --resume {run_dir}")
     return _fit(config, data, run_dir, device, distribution, checkpoint=None, verbose=verbose)
 
 
@@ -143,7 +164,7 @@ def resume(run_dir: str | Path, config: TrainConfig, *, verbose: int = 1) -> Tra
     ``RunError`` without a checkpoint, or when the dataset's files, the representation or
     the split differ from the run's. Under ``multiworker`` only the chief writes ``run_dir``.
     """
-    distribution = Distribution.create(config.distribute)  # before TensorFlow runs anything
+    distribution = _distribution(config)
     if distribution.is_chief:
         return _resume(Path(run_dir), config, distribution, verbose)
     with tempfile.TemporaryDirectory(prefix=f"note_matrix-{distribution.task}-") as scratch:
@@ -155,6 +176,7 @@ def resume(run_dir: str | Path, config: TrainConfig, *, verbose: int = 1) -> Tra
 def _resume(run_dir: Path, config: TrainConfig, distribution: Distribution, verbose: int) -> TrainResult:
     saved = RunConfig.read(run_dir)
     checkpoint = runs.read_checkpoint(run_dir)
+    checked_checkpoint(run_dir, checkpoint)  # before its model file is copied or loaded
     complete_commit(run_dir, checkpoint)  # what a kill right after the last commit may have left undone
     done = checkpoint["epochs_done"]
     finished = checkpoint["stopped_early"] or done >= config.epochs
@@ -166,6 +188,8 @@ def _resume(run_dir: Path, config: TrainConfig, distribution: Distribution, verb
     if finished:
         if distribution.is_chief and (run_dir / runs.MODEL_FILE).is_file() and not (run_dir / runs.CALIBRATION_FILE).is_file():
             calibrate(run_dir, verbose=verbose)  # a run that finished before calibration existed
+        if distribution.is_chief and checkpoint["history"] and not (run_dir / LOSS_CURVE_FILE).is_file():
+            write_loss_curve(run_dir, checkpoint["history"])  # killed between the last commit and the curve
         return TrainResult(run_dir, checkpoint["history"], {}, epochs_trained=0)
     data = prepare(config, _representation(config), progress=verbose > 0)
     refuse_changed_data(run_dir, saved, data)
@@ -210,8 +234,8 @@ def window_batches(config: TrainConfig, data: RunData) -> tuple[WindowBatches, W
     """The training batches and the validation batches (None without validation windows).
 
     Training: non-overlapping chunks with ``targets="all"``, sliding windows with
-    ``"last"``; validation: every sliding window (every ``validation_stride``-th), whatever
-    the targets.
+    ``"last"`` (``batches="random"``: as many windows at random starts); validation: every
+    sliding window (every ``validation_stride``-th), whatever the targets.
     """
     targets = config.model.targets
     train_index = WindowIndex(data.part("train"), config.window_length)
@@ -219,7 +243,7 @@ def window_batches(config: TrainConfig, data: RunData) -> tuple[WindowBatches, W
     if len(train_index) == 0:
         raise DatasetError(f"{data.files.root}: the training split has no windows of {config.window_length} steps")
     batches = WindowBatches(train_index, config.batch_size, shuffle=True, seed=config.seed, targets=targets,
-                            layout="chunks" if targets == "all" else "sliding")
+                            layout="chunks" if targets == "all" else "sliding", draw=config.batches)
     if len(validation_index) == 0:
         return batches, None
     return batches, WindowBatches(validation_index, config.batch_size, shuffle=False, targets=targets)
@@ -229,7 +253,7 @@ def _sample_logger(config: TrainConfig, data: RunData, run_dir: Path, head) -> S
     """Pieces from the first window of the first validation file, every ``sample_every`` epochs."""
     key = data.split["validation"][0]
     primer = data.arrays[key][: config.window_length]
-    meta = data.representation.encode(data.files.path(key)).meta
+    meta = data.meta(key)
     return SampleLogger(run_dir, primer, data.representation, head, meta, every=config.sample_every)
 
 
@@ -245,7 +269,7 @@ def _fit(config: TrainConfig, data: RunData, run_dir: Path, device: str, distrib
     probe_source = validation.index if has_validation else train_index
     probe_windows, _ = probe_source.batch(np.arange(min(PROBE_BATCH_SIZE, len(probe_source))))
 
-    with distribution.scope():
+    with distribution.scope():  # keras.distribution must be set while building and fitting
         if checkpoint is None:
             model = build_model(config.model, representation.inputs(), head)
             compile_model(model, config.model, head, representation.metrics(config.model.head, head))
@@ -255,44 +279,30 @@ def _fit(config: TrainConfig, data: RunData, run_dir: Path, device: str, distrib
             model = load_checkpoint(run_dir, checkpoint, head)
             initial_epoch, steps = checkpoint["epochs_done"], checkpoint["tensorboard"]
             action = f"Resuming at epoch {initial_epoch + 1} of {config.epochs}:"
-    what = (f"{batches.windows} chunks of {config.window_length} steps, every next step a target"
-            if targets == "all" else f"{len(train_index)} windows, the step after each a target")
-    print(
-        f"{action} {model.name} on {device}{distribution.describe()}: {len(data.split['train'])} files / {what}; "
-        f"validation {len(data.split['validation'])} files / {validation.windows if has_validation else 0} windows "
-        f"-> {run_dir}"
-    )
-    logger = TensorBoardLogger(
-        run_dir, probe_windows, histogram_freq=config.histogram_freq, initial_epoch=initial_epoch, **steps
-    )
-    monitor = representation.monitor(config.model.head)
-    monitor = checkpoint["monitor"] if checkpoint else (f"val_{monitor}" if has_validation else monitor)
-    tracker = EpochCheckpoint(run_dir, monitor, config.patience, logger, checkpoint, verbose=verbose)
-    if distribution.strategy is None:
-        inputs = {"x": batches, "validation_data": validation}
-        callbacks = [ShuffleEpochs(batches)]
-    else:
-        from note_matrix.training import tf_data  # TensorFlow backend only
-
-        build_from_one_window(model, batches)
-        if distribution.kind == "multiworker":
-            log_vectors(model)
-        inputs = {
-            "x": tf_data.training_dataset(batches, initial_epoch, config.epochs),
-            "steps_per_epoch": len(batches),
-            "validation_data": tf_data.evaluation_dataset(validation) if has_validation else None,
-        }
-        callbacks = []
-    if config.sample_every and has_validation:
-        callbacks.append(_sample_logger(config, data, run_dir, head))
-    model.fit(
-        **inputs,
-        shuffle=False,  # batches shuffle themselves, by (seed, epoch); Keras would use the global RNG
-        epochs=config.epochs,
-        initial_epoch=initial_epoch,
-        callbacks=[*callbacks, logger, tracker],
-        verbose=verbose,
-    )
+        what = (f"{batches.windows} chunks of {config.window_length} steps, every next step a target"
+                if targets == "all" else f"{len(train_index)} windows, the step after each a target")
+        print(
+            f"{action} {model.name} on {device}{distribution.describe()}: {len(data.split['train'])} files / {what}; "
+            f"validation {len(data.split['validation'])} files / {validation.windows if has_validation else 0} windows "
+            f"-> {run_dir}"
+        )
+        logger = TensorBoardLogger(
+            run_dir, probe_windows, histogram_freq=config.histogram_freq, initial_epoch=initial_epoch, **steps
+        )
+        monitor = representation.monitor(config.model.head)
+        monitor = checkpoint["monitor"] if checkpoint else (f"val_{monitor}" if has_validation else monitor)
+        tracker = EpochCheckpoint(run_dir, monitor, config.patience, logger, checkpoint, verbose=verbose)
+        inputs, callbacks = fit_inputs(model, distribution, batches, validation, initial_epoch, config.epochs)
+        if config.sample_every and has_validation:
+            callbacks.append(_sample_logger(config, data, run_dir, head))
+        model.fit(
+            **inputs,
+            shuffle=False,  # batches shuffle themselves, by (seed, epoch); Keras would use the global RNG
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=[*callbacks, logger, tracker],
+            verbose=verbose,
+        )
     if distribution.is_chief and tracker.history:
         write_loss_curve(run_dir, tracker.history)
     if tracker.best_epoch is None:

@@ -10,7 +10,7 @@ to the run's TensorBoard ``validation`` folder
   MIDI soundfont when one is installed, else pretty_midi's sine waves), at 16 kHz and
   at most ``max_audio_seconds``, to keep event files small;
 
-with the epoch's step (0 for the first epoch, as the ``epoch_*`` scalars), and the piece
+with the epoch's number as the step (1 for the first epoch, as the ``epoch_*`` scalars), and the piece
 as ``samples/epoch-NNNN.mid`` (NNNN: epochs done) in the run folder (the primer as
 ``samples/primer.mid``). Generation uses the carried-state method with the head's own
 default: a sample at temperature 1 where the head samples by default and needs no
@@ -189,8 +189,8 @@ class SampleLogger(keras.callbacks.Callback):
         audio = audio[: int(self.max_audio_seconds * self.sample_rate)]
         if self._writer is None:
             self._writer = SummaryWriter(self.run_dir / self.writer_name)
-        self._writer.image(PIANO_ROLL_TAG, png, epoch, height=height, width=width)
-        self._writer.audio(AUDIO_TAG, wav_bytes(audio, self.sample_rate), epoch, sample_rate=self.sample_rate,
+        self._writer.image(PIANO_ROLL_TAG, png, epoch + 1, height=height, width=width)
+        self._writer.audio(AUDIO_TAG, wav_bytes(audio, self.sample_rate), epoch + 1, sample_rate=self.sample_rate,
                            frames=len(audio))
         self._writer.flush()
         self.seconds[epoch] = time.perf_counter() - started

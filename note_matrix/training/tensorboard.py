@@ -6,7 +6,9 @@ tags. What a run shows (seed 003, figures 4 and 6 to 11):
 
 - scalars ``batch_loss``, ``batch_pitch_accuracy`` (running means within the epoch, as
   Keras reports them) and ``epoch_loss``, ``epoch_pitch_accuracy``, in the ``train``
-  and ``validation`` runs;
+  and ``validation`` runs; ``epoch_learning_rate`` in ``train``, the optimizer's rate after
+  the epoch (the rate of its next update, as Keras' own TensorBoard callback logs it:
+  constant, or where ``models.builder.CyclicLearningRate`` stands);
 - histograms (and so distributions) each epoch of every weight, tagged
   ``<layer>/<weight>`` (``lstm/kernel``, ``lstm/recurrent_kernel``, ``lstm/bias``,
   ``dense/kernel``, ``dense/bias``), in ``train``;
@@ -28,7 +30,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from note_matrix import atomic
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto.attr_value_pb2 import AttrValue
 from tensorboard.compat.proto.event_pb2 import Event
@@ -37,6 +38,8 @@ from tensorboard.compat.proto.node_def_pb2 import NodeDef
 from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.summary.writer.record_writer import RecordWriter
+
+from note_matrix import atomic
 
 HISTOGRAM_BINS = 30
 
@@ -175,23 +178,25 @@ class TensorBoardLogger(keras.callbacks.Callback):
             self.validation_writer.scalar(f"batch_{name}", value, self.validation_step)
 
     def on_epoch_end(self, epoch, logs=None):
+        step = epoch + 1  # epochs done: the step of epoch N is N, as the sample titles say
         for name, value in _numbers(logs):
             if name.startswith("val_"):
-                self.validation_writer.scalar(f"epoch_{name[4:]}", value, epoch)
+                self.validation_writer.scalar(f"epoch_{name[4:]}", value, step)
             else:
-                self.train_writer.scalar(f"epoch_{name}", value, epoch)
+                self.train_writer.scalar(f"epoch_{name}", value, step)
+        self.train_writer.scalar("epoch_learning_rate", current_learning_rate(self.model.optimizer), step)
         if self.histogram_freq and epoch % self.histogram_freq == 0:
-            self._histograms(epoch)
+            self._histograms(step)
         self.train_writer.flush()
         self.validation_writer.flush()
 
-    def _histograms(self, epoch: int) -> None:
+    def _histograms(self, step: int) -> None:
         for layer in self.model.layers:
             for weight in layer.weights:
-                self.train_writer.histogram(f"{layer.name}/{weight.name}", keras.ops.convert_to_numpy(weight), epoch)
+                self.train_writer.histogram(f"{layer.name}/{weight.name}", keras.ops.convert_to_numpy(weight), step)
         outputs = self._probe(self.probe_windows, training=False)
         for layer, output in zip(self._probed_layers(), outputs):
-            self.validation_writer.histogram(f"{layer.name}/output", keras.ops.convert_to_numpy(output), epoch)
+            self.validation_writer.histogram(f"{layer.name}/output", keras.ops.convert_to_numpy(output), step)
 
     def on_train_end(self, logs=None):
         self.train_writer.close()
@@ -202,7 +207,7 @@ def discard_events_after(log_dir: str | Path, *, train_step: int, validation_ste
     """Remove the events an interrupted run logged after its last checkpoint.
 
     Batch scalars (``batch_*``) are kept up to ``train_step`` / ``validation_step``,
-    per-epoch scalars and histograms for the first ``epochs_done`` epochs; file headers
+    per-epoch scalars and histograms (step N: epoch N) up to ``epochs_done``; file headers
     and the graph are kept. Each event file is rewritten only if something goes (or its
     last record was cut short by the kill), atomically.
     """
@@ -227,7 +232,12 @@ def _keep(event: Event, batch_limit: int, epochs_done: int) -> bool:
         return True  # the file version header, the graph
     if all(value.tag.startswith("batch_") for value in event.summary.value):
         return event.step <= batch_limit
-    return event.step < epochs_done
+    return event.step <= epochs_done  # per-epoch steps count epochs done: 1 for the first
+
+
+def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    """The rate of ``optimizer``'s next update: its schedule at its iteration count, or its constant."""
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
 def _numbers(logs):

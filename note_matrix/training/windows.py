@@ -12,6 +12,10 @@ Two layouts of windows over a song (``WindowBatches(layout=...)``):
   drawn per (seed, epoch, song), so chunk boundaries move from epoch to epoch and every
   row is a target about once per epoch when the model learns the next row at every step.
 
+Either layout's epoch visits each of its windows once, in an order shuffled per (seed,
+epoch); or, with ``draw="random"`` (seed 004), as many windows at random positions: starts
+drawn with replacement from every valid start (any row, whatever the layout), per (seed, epoch).
+
 And two kinds of targets (``targets=...``): ``"last"``, the row after the window,
 ``(batch, features)``; ``"all"``, the next row at every step, ``(batch, window, features)``.
 """
@@ -24,6 +28,7 @@ import keras
 import numpy as np
 
 from models.builder import TARGETS
+from note_matrix.config import BATCHES
 
 LAYOUTS = ("sliding", "chunks")
 
@@ -96,9 +101,10 @@ class WindowIndex:
 class WindowBatches(keras.utils.PyDataset):
     """Batches of windows for ``model.fit``, in an order that depends only on (seed, epoch).
 
-    ``layout`` and ``targets``: see the module docstring. With ``shuffle``, epoch ``e``
-    draws its chunk offsets and visits the windows in a permutation seeded by
-    ``(seed, e)``, so a resumed run sees exactly the batches an uninterrupted one would,
+    ``layout``, ``draw`` and ``targets``: see the module docstring. With ``shuffle``, epoch
+    ``e`` draws its chunk offsets and visits the windows in a permutation (or, with
+    ``draw="random"``, draws its windows) seeded by ``(seed, e)``, so a resumed run sees
+    exactly the batches an uninterrupted one would,
     and so does a ``tf.data`` pipeline built from ``epoch_starts`` (``note_matrix.training.tf_data``).
     ``fit`` should pin the epoch with the ``ShuffleEpochs`` callback: Keras also calls
     ``on_epoch_end`` once before the first epoch, so counting its calls would be off.
@@ -114,12 +120,15 @@ class WindowBatches(keras.utils.PyDataset):
         seed: int = 0,
         targets: str = "last",
         layout: str = "sliding",
+        draw: str = "shuffled",
     ):
         super().__init__()
         if targets not in TARGETS:
             raise ValueError(f"targets must be one of {TARGETS}, got {targets!r}")
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if draw not in BATCHES or (draw == "random" and not shuffle):
+            raise ValueError(f"draw must be one of {BATCHES} (random only with shuffle), got {draw!r}")
         if len(index) == 0:
             raise ValueError("no windows: every song is shorter than the window")
         self.index = index
@@ -128,12 +137,15 @@ class WindowBatches(keras.utils.PyDataset):
         self.seed = seed
         self.targets = targets
         self.layout = layout
+        self.draw = draw
         self.windows = len(index) if layout == "sliding" else int(index.chunks_per_song().sum())
         self.set_epoch(0)
 
     def epoch_starts(self, epoch: int) -> np.ndarray:
         """``(windows,)`` int64: the starts (indices into ``index.data``) of epoch ``epoch``, in order."""
         rng = np.random.default_rng([self.seed, epoch]) if self.shuffle else None
+        if self.draw == "random":
+            return self.index.starts[rng.integers(0, len(self.index), self.windows)]
         if self.layout == "sliding":
             starts = self.index.starts
         else:
