@@ -13,6 +13,13 @@ test pieces beside the frame baselines and the published figures (saved under "f
 with no test split (the mirror's copies withhold it), on validation only, and said so. --generated DIR compares the music statistics of the MIDI files in DIR (e.g. the output of
 generate.py) with the run's training files instead, and saves them in the same file under
 "generated". --json PATH saves to PATH instead of the run folder.
+
+An abc_chars run (folk tunes in ABC) is scored by its NLL in nats per character on the
+split (as training's val_loss measures it), then --tunes tunes are generated at each of
+--temperatures (seeded by --random-seed): the playable rate, the music statistics of the
+playable tunes as MIDI beside the split's real tunes, MIDI files mido or pretty_midi
+cannot open, and the copy check (the longest run of bars copied verbatim from one
+training tune, flagged above 2). Saved under the split's name.
 """
 
 from __future__ import annotations
@@ -25,14 +32,16 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
 from note_matrix import runs  # noqa: E402
+from note_matrix.arguments import add_run_arguments, bounded_int, temperatures  # noqa: E402
 from note_matrix.errors import NoteMatrixError  # noqa: E402
+
+DEFAULT_TEMPERATURES = "0.5,0.7,1.0"  # an abc_chars run's (note_matrix.evaluation.tunes)
+MAX_TUNES = 10_000
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None,
-                        help="run folder, or its model.keras (default: the newest run in --logdir)")
-    parser.add_argument("--logdir", default="logs", help="where runs are (default: %(default)s)")
+    add_run_arguments(parser)
     parser.add_argument("--generated", metavar="DIR", default=None,
                         help="compare the .mid/.midi files in DIR (searched recursively) with the training files")
     parser.add_argument("--json", metavar="PATH", default=None,
@@ -45,6 +54,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", choices=("test", "validation"), default="test",
                         help="score on the test files, or on the validation files where settings are chosen "
                              "(default: %(default)s)")
+    tunes = parser.add_argument_group("abc_chars runs")
+    tunes.add_argument("--temperatures", type=temperatures, default=temperatures(DEFAULT_TEMPERATURES), metavar="T,T",
+                       help=f"the sampling temperatures to generate tunes at (default: {DEFAULT_TEMPERATURES})")
+    tunes.add_argument("--tunes", type=bounded_int(1, MAX_TUNES), default=100, metavar="N",
+                       help="tunes generated per temperature, in one batch (default: %(default)s)")
+    tunes.add_argument("--random-seed", type=bounded_int(0, 2**32 - 1), default=0, metavar="N",
+                       help="seed of the tunes' random numbers (default: %(default)s)")
+    tunes.add_argument("--length", type=bounded_int(1, 100_000), default=None, metavar="N",
+                       help="characters per tune at most, if <end> does not come first (default: 1000)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar while encoding")
     return parser.parse_args(argv)
 
@@ -64,6 +82,15 @@ def main(argv=None) -> int:
             run_data.encode(data, progress=not args.quiet)
             key, result = "frame_nll", evaluation.evaluate_frames(data, runs.load_model(run_dir), split=args.split)
             table = evaluation.format_frames(result, run_dir)
+        elif data.representation.name == "abc_chars":
+            evaluation.require_test_files(data, args.split)  # before Keras loads the model
+            model = runs.load_model(run_dir)
+            run_data.encode(data, progress=not args.quiet)
+            key = args.split
+            result = evaluation.evaluate_tunes(data, model, split=args.split, temperatures=args.temperatures,
+                                               tunes=args.tunes, random_seed=args.random_seed, length=args.length,
+                                               progress=not args.quiet)
+            table = evaluation.format_tunes(result, run_dir)
         else:
             evaluation.require_test_files(data, args.split)  # before Keras loads the model
             model = runs.load_model(run_dir)

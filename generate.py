@@ -14,12 +14,18 @@ unless --temperature is given, then adds Gaussian noise of the run's residual sp
 --top-k K draws the pitch among the K most likely notes, --random-seed N repeats a
 sampled output exactly (the seed used is printed). --plot writes a piano-roll PNG and
 --audio a WAV beside each MIDI file.
+
+An abc_chars run (folk tunes as ABC text) needs no seed: python generate.py --model RUN
+writes a tune after <start> (a warm-up tune before it, as training showed tunes back to
+back), or after the opening given by --prime "X:1\\nT:...\\nK:G\\n",
+one character per step (state carried) until <end> or --length characters (default 1000),
+as generated.abc and, when the tune is playable, generated.mid; an unplayable tune is
+written as text only, with the reason printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import secrets
 import sys
@@ -28,46 +34,36 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
 from note_matrix import runs  # noqa: E402
+from note_matrix.arguments import add_run_arguments, bounded_int, temperature  # noqa: E402
 from note_matrix.config import RunConfig  # noqa: E402
 from note_matrix.errors import NoteMatrixError, RunError  # noqa: E402
 from note_matrix.generation.primer import read_primer  # noqa: E402
 from note_matrix.startup import import_keras  # noqa: E402
 
 MAX_LENGTH = 100_000  # rows per piece
+DEFAULT_LENGTH = 500  # rows per piece of a MIDI run (an abc_chars run: generation.tunes.DEFAULT_LENGTH characters)
+TUNES = "abc_chars"  # the representation whose runs generate ABC tunes, primed by --prime instead of --seed
 MAX_NUM_OUTPUTS = 256  # pieces per run
 MAX_TOTAL_ROWS = 1_000_000  # --num-outputs x --length: 12 MB of rows, a few minutes at batch 32
 METHODS = ("carried", "window")
-
-
-def bounded_int(low: int, high: int):
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high:,}")
-        return value
-
-    return parse
 
 
 positive_length = bounded_int(1, MAX_LENGTH)
 MIDI_NOTES = 128
 
 
-def temperature(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError("must be a finite number, 0 or more")
-    return value
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", required=True, help="MIDI file whose rows prime the model")
-    parser.add_argument("--model", default=None,
-                        help="run folder, or its model.keras (default: the newest run in --logdir)")
-    parser.add_argument("--logdir", default="logs", help="where runs are (default: %(default)s)")
-    parser.add_argument("--length", type=positive_length, default=500,
-                        help=f"rows (note events) to generate per piece, at most {MAX_LENGTH:,} (default: %(default)s)")
+    parser.add_argument("--seed", default=None,
+                        help="MIDI file whose rows prime the model (required, except for an abc_chars run)")
+    parser.add_argument("--prime", default=None, metavar="TEXT",
+                        help="an abc_chars run: the opening of the tune after <start>, \\n a newline "
+                             "(default: <start> alone)")
+    add_run_arguments(parser)
+    parser.add_argument("--length", type=positive_length, default=None,
+                        help=f"rows (note events; characters for an abc_chars run, which stops earlier at <end>) "
+                             f"to generate per piece, at most {MAX_LENGTH:,} (default: {DEFAULT_LENGTH}; 1000 "
+                             f"characters for an abc_chars run)")
     parser.add_argument("--method", choices=METHODS, default="carried",
                         help="carried: one recurrent step per row, state carried forward; window: the card's "
                              "method, the whole window recomputed per row (default: %(default)s)")
@@ -100,10 +96,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.soundfont is not None and not args.audio:
         parser.error("--soundfont is for --audio")
-    if args.num_outputs * args.length > MAX_TOTAL_ROWS:
+    if args.length is not None and args.num_outputs * args.length > MAX_TOTAL_ROWS:
         parser.error(f"--num-outputs x --length must be at most {MAX_TOTAL_ROWS:,} rows, "
                      f"got {args.num_outputs} x {args.length:,}")
+    if args.seed is None and args.prime is None and seed_required(args):
+        parser.error("the following arguments are required: --seed")
     return args
+
+
+def seed_required(args: argparse.Namespace) -> bool:
+    """Whether the run needs --seed: every run but an abc_chars one. With no run to read and no --model
+    named, argparse's usage error says --seed is missing, as always; a named run that cannot be read
+    is main's one-line error."""
+    try:
+        return RunConfig.read(runs.find_run(args.model, args.logdir)).train.representation != TUNES
+    except NoteMatrixError:
+        return args.model is None
 
 
 def sampling_temperature(args: argparse.Namespace, head) -> float:
@@ -146,6 +154,58 @@ def describe_sampling(sampling, head) -> str:
     return f"temperature {sampling.temperature:g}{top_k}, random seed {sampling.random_seed}"
 
 
+def generate_tunes(args: argparse.Namespace, run_dir: Path, config: RunConfig, representation) -> list[str]:
+    """An abc_chars run's --num-outputs tunes after --prime, in one batch, each written as .abc and, when
+    playable, .mid (with --plot's .png and --audio's .wav); returns the lines to print."""
+    if args.seed is not None:
+        raise RunError(f"{run_dir.name} is an {TUNES} run: it needs no --seed (a MIDI file); give the tune's "
+                       "opening with --prime TEXT, or nothing")
+    if args.method != "carried":
+        raise RunError(f"{run_dir.name} is an {TUNES} run: its tunes are generated with the carried state only "
+                       "(leave out --method)")
+    from note_matrix.generation.tunes import DEFAULT_LENGTH as TUNE_LENGTH
+    from note_matrix.generation.tunes import tune_primer, unescape
+
+    primer = tune_primer(representation, unescape(args.prime or ""))
+    if primer.unknown:
+        print(f"note: --prime holds {len(primer.unknown)} character(s) the run never saw in training "
+              f"({primer.unknown!r}): each goes in as <unk> and is left out of the tune")
+    import_keras()  # Keras loads here, its backend's start-up lines held back
+    from note_matrix import generation
+    from note_matrix.evaluation.music_stats import Notes, describe, summary_line
+    from note_matrix.midi import read_midi
+
+    head = config.head()
+    sampling = build_sampling(args, head, run_dir)
+    how = describe_sampling(sampling, head)
+    if sampling is not None:
+        print(f"sampling at {how} (--random-seed {sampling.random_seed} repeats this output)")
+    model = runs.load_model(run_dir)
+    length = args.length or TUNE_LENGTH
+    generator = generation.tune_generator(model, representation, head, sampling)
+    tunes = generation.generate_tunes(generator, representation, head, primer, args.num_outputs, length,
+                                      sampling=sampling, progress=not args.quiet)
+    lines = []
+    for path, tune in zip(generation.output_paths(args.out or run_dir / "generated.abc", args.num_outputs), tunes):
+        written = generation.write_tune(tune.text, path)
+        end = "ended at <end>" if tune.ended else f"cut at --length {length}, no <end>"
+        lines.append(f"wrote {written.abc_path}: {len(tune.text)} characters ({run_dir.name}, primer "
+                     f"{primer.describe()}, {how}, {end})")
+        if written.midi_path is None:
+            lines.append(f"  {written.why_not}; no .mid written")
+            continue
+        lines.append(f"wrote {written.midi_path}: {written.notes} notes")
+        lines.append(f"  {summary_line(describe(Notes.from_events(read_midi(written.midi_path))))}")
+        if args.plot:
+            title = f"{written.midi_path.name}: {run_dir.name}, {how}"
+            lines.append(f"wrote {generation.write_piano_roll(written.midi_path, path.with_suffix('.png'), title)}")
+        if args.audio:
+            wav, synthesiser = generation.write_audio(written.midi_path, path.with_suffix(".wav"),
+                                                      soundfont=args.soundfont)
+            lines.append(f"wrote {wav} ({synthesiser})")
+    return lines
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -154,6 +214,13 @@ def main(argv=None) -> int:
         run_dir = runs.find_run(args.model, args.logdir)
         config = RunConfig.read(run_dir)
         representation = config.build_representation()
+        if representation.name == TUNES:
+            lines = generate_tunes(args, run_dir, config, representation)
+            print("\n".join(lines))
+            return 0
+        if args.seed is None or args.prime is not None:
+            raise RunError(f"{run_dir.name} is a {representation.name} run: prime it with --seed (a MIDI file); "
+                           f"--prime is for {TUNES} runs")
         window_length = config.train.window_length
         primer = read_primer(args.seed, representation, window_length)
 
@@ -176,6 +243,7 @@ def main(argv=None) -> int:
         if sampling is not None:
             print(f"sampling at {how} (--random-seed {sampling.random_seed} repeats this output)")
         model = runs.load_model(run_dir)
+        args.length = args.length or DEFAULT_LENGTH
         rows = generation.generate_rows(model, primers, args.length, representation, head, method=args.method,
                                         progress=not args.quiet, sampling=sampling)
         paths = generation.output_paths(args.out or run_dir / "generated.mid", args.num_outputs)

@@ -60,15 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default=TRAIN_DEFAULTS.dataset,
                       help="pop, nottingham, a folder of .mid/.midi files, or a polyphonic benchmark with "
-                           "--representation piano_roll: jsb, nottingham-poly, musedata, piano-midi "
+                           "--representation piano_roll: jsb, nottingham-poly, musedata, piano-midi; with "
+                           "--representation abc_chars, nottingham-abc or a folder of .abc files, split into tunes "
                            "(default: %(default)s)")
     data.add_argument("--data-dir", default=TRAIN_DEFAULTS.data_dir,
                       help="downloads and the encoding cache (default: %(default)s)")
     data.add_argument("--representation", choices=representations.names(), default=TRAIN_DEFAULTS.representation,
                       help="how a file becomes steps: note_matrix, the card's [note, velocity, time] rows; "
                            "note_events, the rows as categorical fields, with its own training recipe (the "
-                           "README's Note events); pitch_sequence, the melody's pitches as tokens "
-                           "(default: %(default)s)")
+                           "README's Note events); pitch_sequence, the melody's pitches as tokens; abc_chars, "
+                           "ABC tunes character by character, with its own recipe (default: %(default)s)")
     data.add_argument("--frame", type=float, default=None,
                       help="piano_roll and chord_tokens: beats per frame of a MIDI file (default: 0.5, an eighth "
                            "note, for piano_roll; 0.25 for chord_tokens; a benchmark's frame is its own)")
@@ -84,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--test-fraction", type=float, default=TRAIN_DEFAULTS.test_fraction,
                       help="share of files held out for testing (default: %(default)s)")
     data.add_argument("--max-files", type=int, default=None,
-                      help="use only the first N files (a benchmark: the first N pieces of each split), for a quick try")
+                      help="use only the first N files (a benchmark: the first N pieces of each split; ABC: the "
+                           "first N tunes), for a quick try")
     data.add_argument("--workers", type=int, default=TRAIN_DEFAULTS.workers,
                       help="processes that encode the MIDI files (0: one per CPU core; pays off for "
                            "thousands of new files; default: %(default)s)")
@@ -119,8 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "default: 2000)")
     fit.add_argument("--batches", choices=BATCHES, default=TRAIN_DEFAULTS.batches,
                      help="shuffled: every training window once per epoch, in an order drawn per (seed, epoch); "
-                          "random: as many windows at random positions, with replacement, as seed 004 "
-                          "(default: %(default)s)")
+                          "random: as many windows at random positions, with replacement, as seed 004; "
+                          "stream: truncated back-propagation, the training files (tunes) joined in an order drawn "
+                          "per (seed, epoch) and cut into --batch-size parallel streams, read --window steps at a "
+                          "time with the recurrent state carried from window to window and reset each epoch; "
+                          "validation reads the validation files the same way (token representations, --targets "
+                          "all, one device; abc_chars' recipe) (default: %(default)s)")
     fit.add_argument("--clipnorm", type=float, default=MODEL_DEFAULTS.clipnorm,
                      help="clip each gradient to this norm (default: never, the card)")
     fit.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size,
@@ -129,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--epochs", type=int, default=TRAIN_DEFAULTS.epochs, help="(default: %(default)s)")
     fit.add_argument("--patience", type=int, default=None,
                      help="stop after N epochs without a lower monitored validation value: the last position's "
-                          "MSE (regression head) or loss (other heads) (default: never)")
+                          "MSE (regression head) or loss (other heads); with --batches stream, the loss over the "
+                          "whole validation stream; the best epoch's model is the one kept (default: never)")
     fit.add_argument("--seed", type=int, default=TRAIN_DEFAULTS.seed,
                      help="random seed of the split, initialisation and shuffling (default: %(default)s)")
     fit.add_argument("--distribute", choices=DISTRIBUTE, default=TRAIN_DEFAULTS.distribute,
@@ -217,7 +224,8 @@ def main(argv=None) -> int:
         return 130
     if result.kept:  # not on a non-chief worker, whose folder was temporary
         print(f"TensorBoard: tensorboard --logdir {result.run_dir.parent}")
-        print(f"Generate:    python generate.py --model {result.run_dir} --seed <song.mid>")
+        midi = representations.representation_class(config.representation).decodes_to == ".mid"
+        print(f"Generate:    python generate.py --model {result.run_dir}" + (" --seed <song.mid>" if midi else ""))
     return 0
 
 

@@ -140,3 +140,67 @@ def learning_rate(config: ModelConfig) -> float | CyclicLearningRate:
     if config.lr_schedule == "cyclic":
         return CyclicLearningRate(config.lr_min, config.lr_max, config.half_cycle)
     return config.learning_rate
+
+
+class CarriedState(keras.layers.Layer):
+    """A recurrent layer's cell run from the state the previous call left, for training in streams.
+
+    ``layer`` (a ``keras.layers.LSTM``, ``GRU`` or ``SimpleRNN``) lends its cell, so its weights
+    are the ones trained. The state after each call is kept in non-trainable variables of
+    ``batch_size`` rows (a call with fewer rows uses and keeps the first ones) and is where
+    the next call starts: truncated back-propagation through time, the gradient stopping
+    at the call's first step. ``reset_state`` starts again from zeros. Variables, not a
+    stateful layer, so that every backend carries the state inside its compiled steps
+    (JAX returns the new values of a model's non-trainable variables from each step).
+    Training only: never saved (``carried_state_twin``).
+    """
+
+    def __init__(self, layer: keras.layers.RNN, batch_size: int, **kwargs):
+        super().__init__(name=layer.name, **kwargs)
+        self.rnn = keras.layers.RNN(layer.cell, return_sequences=layer.return_sequences, return_state=True,
+                                    name=f"{layer.name}_cell_loop")
+        self.batch_size = int(batch_size)
+
+    def build(self, input_shape):
+        size = self.rnn.cell.state_size
+        sizes = list(size) if isinstance(size, (list, tuple)) else [size]
+        self.carried = [self.add_weight(shape=(self.batch_size, units), initializer="zeros", trainable=False,
+                                        name=f"carried_state_{i}") for i, units in enumerate(sizes)]
+
+    def call(self, sequences, training=False):
+        rows = ops.shape(sequences)[0]
+        output, *states = self.rnn(sequences, initial_state=[state[:rows] for state in self.carried],
+                                   training=training)
+        for variable, state in zip(self.carried, states):
+            variable.assign(ops.slice_update(variable.value, (0, 0), ops.stop_gradient(state)))
+        return output
+
+    def reset_state(self) -> None:
+        for variable in self.carried:
+            variable.assign(ops.zeros_like(variable.value))
+
+    def compute_output_shape(self, input_shape):
+        units = self.rnn.cell.output_size
+        return (*input_shape[:2], units) if self.rnn.return_sequences else (input_shape[0], units)
+
+
+def carried_state_twin(model: keras.Model, batch_size: int) -> keras.Model:
+    """A model that computes ``model``'s function with every recurrent layer's state carried
+    from one call to the next (``CarriedState``), for at most ``batch_size`` rows a call.
+
+    It shares every layer and weight with ``model`` (a chain as ``build_model`` makes), so
+    training it trains ``model``, which stays an ordinary model to save, load and generate
+    with. ``TypeError`` for a recurrent layer whose state cannot be given (``ReferenceLSTM``).
+    """
+    window = keras.Input(shape=model.inputs[0].shape[1:], dtype=model.inputs[0].dtype, name="window")
+    x = window
+    for layer in model.layers[1:]:
+        if isinstance(layer, ReferenceLSTM):
+            raise TypeError(f"{layer.name}: the hand-written LSTM starts from zero; its state cannot be carried")
+        x = CarriedState(layer, batch_size)(x) if isinstance(layer, keras.layers.RNN) else layer(x)
+    return keras.Model(window, x, name=f"{model.name}_carried")
+
+
+def carried_layers(model: keras.Model) -> list[CarriedState]:
+    """The ``CarriedState`` layers of a ``carried_state_twin``."""
+    return [layer for layer in model.layers if isinstance(layer, CarriedState)]

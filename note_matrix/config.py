@@ -21,7 +21,9 @@ from note_matrix import runs
 from note_matrix.errors import RunError
 
 DISTRIBUTE = ("none", "data-parallel", "mirrored", "multiworker")
-BATCHES = ("shuffled", "random")  # every window once per epoch in a shuffled order; as many at random positions
+# every window once per epoch in a shuffled order; as many at random positions; the files joined into parallel
+# streams, cut into consecutive windows, the recurrent state carried from one window to the next
+BATCHES = ("shuffled", "random", "stream")
 DEFAULT_TARGETS = "all"  # see the README, "Training modes": the same network, 40x the targets a second
 
 
@@ -44,7 +46,9 @@ class TrainConfig:
     validation_stride: int = 1  # validate on every window (the card), or on every N-th window of each file
     test_fraction: float = 0.1
     seed: int = 0  # the split, weight initialisation, dropout and shuffling
-    batches: str = "shuffled"  # "random": windows at random positions, with replacement (seed 004)
+    # "random": windows at random positions, with replacement (seed 004); "stream": truncated back-propagation,
+    # the state carried from window to window (note_matrix.training.windows.StreamBatches)
+    batches: str = "shuffled"
     max_files: int | None = None  # the first N files of the dataset (sorted), for quick runs
     histogram_freq: int = 1
     sample_every: int = 10  # a generated piece to TensorBoard (image and audio) every N epochs; 0: never
@@ -68,8 +72,24 @@ class TrainConfig:
             raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
         if self.batches not in BATCHES:
             raise ValueError(f"batches must be one of {BATCHES}, got {self.batches!r}")
+        if self.batches == "stream":
+            self._check_stream()
         if self.frame is not None and not 0 < self.frame < math.inf:
             raise ValueError(f"frame must be a positive number of beats, got {self.frame}")
+
+    def _check_stream(self) -> None:
+        """What ``--batches stream`` cannot go with, refused in one line each."""
+        refusals = (
+            (self.model.targets != "all", "learns the next step at every step of each window: it needs --targets all"),
+            (self.model.cell == "lstm-reference",
+             "carries the recurrent state of an lstm, gru or rnn cell; lstm-reference always starts from zero"),
+            (self.distribute != "none",
+             "trains on one device (the state is carried per row of the batch); leave out --distribute"),
+            (self.validation_stride != 1, "validates on the whole validation stream; leave out --validation-stride"),
+        )
+        for refused, why in refusals:
+            if refused:
+                raise ValueError(f"--batches stream {why}")
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -92,8 +92,8 @@ def _over_size_limit(path: Path, size: str, limits: ReadLimits) -> MidiLimitErro
     )
 
 
-def read_bytes(path: Path, limits: ReadLimits) -> bytes:
-    """The file's bytes, from a regular file of at most ``limits.max_file_bytes``.
+def read_regular_file(path: Path, limits: ReadLimits) -> bytes:
+    """The bytes of a regular file of at most ``limits.max_file_bytes`` (MIDI or not; ``MidiError`` otherwise).
 
     The type is checked with ``stat`` before anything is opened: opening a FIFO blocks
     until a writer comes, and a device (``/dev/zero``) never ends. The open does not
@@ -120,6 +120,12 @@ def read_bytes(path: Path, limits: ReadLimits) -> bytes:
         raise MidiError(path, f"cannot be read ({error.strerror or error})") from None
     if len(data) > limits.max_file_bytes:
         raise _over_size_limit(path, f"more than {limits.max_file_bytes:,}", limits)  # it grew after the stat
+    return data
+
+
+def read_bytes(path: Path, limits: ReadLimits) -> bytes:
+    """The bytes of a MIDI file (``read_regular_file``, not empty, an ``MThd`` header)."""
+    data = read_regular_file(path, limits)
     if not data:
         raise MidiError(path, "empty file (0 bytes)")
     if not data.startswith(b"MThd"):

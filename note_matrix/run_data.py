@@ -84,7 +84,7 @@ def prepare(config: TrainConfig, representation: Representation, *, progress: bo
     if benchmark is not None:
         return _prepare_benchmark(config, representation, benchmark)
     data_dir = Path(config.data_dir)
-    files = resolve_dataset(config.dataset, data_dir)
+    files = resolve_dataset(config.dataset, data_dir, representation.suffixes)
     if config.max_files is not None:
         files.keys = files.keys[: config.max_files]
     encoded = _encode(files, representation, data_dir, config.window_length, progress=progress,
@@ -151,13 +151,14 @@ def open_run(run_dir: str | Path, *, dataset: str | None = None, data_dir: str |
     config = RunConfig.read(run_dir)
     split = runs.read_split(run_dir)
     name = dataset or config.train.dataset
+    representation = config.build_representation()
     try:
-        files = resolve_dataset(name, Path(data_dir or config.train.data_dir))
+        files = resolve_dataset(name, Path(data_dir or config.train.data_dir), representation.suffixes)
     except DatasetError as error:
         raise DatasetError(f"{run_dir}: the run's dataset cannot be read: {error}; {_fix(name)}") from None
     if config.train.max_files is not None:  # the files training encoded, so the cache's manifest stays as it is
         files.keys = files.keys[: config.train.max_files]
-    return RunData(files, {p: list(split[p]) for p in PARTS}, config.build_representation(),
+    return RunData(files, {p: list(split[p]) for p in PARTS}, representation,
                    config.train.window_length, Path(data_dir or config.train.data_dir), run_dir=run_dir, config=config,
                    dataset=name, benchmark=benchmark_of(config.train.dataset))
 

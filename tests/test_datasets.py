@@ -141,7 +141,7 @@ def test_window_batches_cover_every_window_once_per_epoch():
 
 
 def test_registry_lists_the_pop_and_nottingham_files():
-    assert ds.registered_datasets() == ["jsb", "musedata", "nottingham", "nottingham-poly", "piano-midi", "pop"]
+    assert ds.registered_datasets() == ["jsb", "musedata", "nottingham", "nottingham-abc", "nottingham-poly", "piano-midi", "pop"]
     pop = ds.load_registry("pop")
     assert len(pop["files"]) == 126
     assert pop["url_pattern"].startswith("https://raw.githubusercontent.com/dshieble/Musical_Matrices/8195f22")

@@ -98,7 +98,7 @@ def encode_dataset(
         for key in here:
             record(key, _process_file(files.path(key), representation, cache))
         if to_encode:
-            _encode_in_workers(files.root, to_encode, representation, cache, workers, record)
+            _encode_in_workers(files, to_encode, representation, cache, workers, record)
         views = index.arrays(files.keys, kept, learnt=counts["hashed"] > 0, started_ns=started_ns, cache=cache)
         if not use_cache:
             views = {key: np.array(view) for key, view in views.items()}

@@ -1,4 +1,4 @@
-"""Registered datasets and folders of MIDI files: which files a ``--dataset`` names.
+"""Registered datasets and folders of MIDI or ABC files: which files a ``--dataset`` names.
 
 A registered dataset (``registry/<name>.json``: upstream URLs and a SHA-256 per file)
 lives in ``data/<name>/``. Its files are downloaded there once, or, with
@@ -9,23 +9,30 @@ take turns (a lock file, ``data/.<name>.lock``). An entry with ``"mirror_verifie
 (the polyphonic benchmarks: the mirror's copies withhold the test split, so they are not
 the upstream bytes) is read from the mirror as it is, in place, unchecked; it is still
 downloaded verified without a mirror. Any other ``--dataset`` is a folder searched
-recursively for ``.mid``/``.midi`` files.
+recursively for the files the representation reads (``suffixes``: ``.mid``/``.midi``,
+or ``.abc``).
+
+ABC files hold many tunes each, and their datasets are datasets of tunes
+(``datasets.tunes``): an entry with ``"format": "abc"`` (``nottingham-abc``), and a folder
+of ``.abc`` files, are keyed ``<file>:<n>`` per tune.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from note_matrix.datasets.cache import hold_lock
 from note_matrix.datasets.download import copy_dataset, download_dataset, file_sha256
+from note_matrix.datasets.files import DatasetFiles
+from note_matrix.datasets.tunes import ABC_SUFFIXES, TUNES_FOLDER, tune_files
 from note_matrix.errors import DatasetError
 
 MIRROR_ENV = "NOTE_MATRIX_MIRROR"
 REGISTRY_DIR = Path(__file__).with_name("registry")
 MIDI_SUFFIXES = (".mid", ".midi")
+FORMATS = {"midi": MIDI_SUFFIXES, "abc": ABC_SUFFIXES}  # a registry entry's "format" (default midi): its files
 
 
 def registered_datasets() -> list[str]:
@@ -40,43 +47,59 @@ def load_registry(name: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-@dataclass
-class DatasetFiles:
-    """The files of a dataset. ``keys`` are paths relative to ``root``, POSIX style."""
-
-    name: str
-    root: Path
-    keys: list[str]
-    skipped: dict[str, str] = field(default_factory=dict)  # key -> reason
-
-    def path(self, key: str) -> Path:
-        return self.root / key
+def find_files(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
+    """Every file under ``folder`` (recursively) whose suffix, in any case, is one of ``suffixes``,
+    as sorted relative keys."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.suffix.lower() in suffixes)
 
 
 def find_midi_files(folder: Path) -> list[str]:
     """Every .mid/.midi under ``folder`` (recursively, any case), as sorted relative keys."""
-    keys = [
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.suffix.lower() in MIDI_SUFFIXES
-    ]
-    return sorted(keys)
+    return find_files(folder, MIDI_SUFFIXES)
 
 
-def resolve_dataset(dataset: str, data_dir: Path) -> DatasetFiles:
-    """A registered dataset name (copied from the mirror or downloaded) or a folder, as ``DatasetFiles``."""
+def resolve_dataset(dataset: str, data_dir: Path, suffixes: tuple[str, ...] | None = None) -> DatasetFiles:
+    """A registered dataset name (copied from the mirror or downloaded) or a folder, as ``DatasetFiles``
+    (``TuneFiles`` for ABC).
+
+    ``suffixes``: the files the representation reads (``Representation.suffixes``). A folder
+    is searched for them; without them, for MIDI files, or ``.abc`` files where it holds no
+    MIDI. ``DatasetError`` for a registered dataset of another format than ``suffixes``.
+    """
+    data_dir = Path(data_dir)
     if dataset in registered_datasets():
-        return _registered(dataset, Path(data_dir))
+        registry = load_registry(dataset)
+        kind = registry.get("format", "midi")
+        if suffixes is not None and "benchmark" not in registry and not set(FORMATS[kind]) & set(suffixes):
+            raise DatasetError(f"dataset {dataset} holds {' and '.join(FORMATS[kind])} files; this representation "
+                               f"reads {' and '.join(suffixes)} files")
+        files = _registered(dataset, data_dir)
+        return tune_files(files, data_dir) if kind == "abc" else files
     folder = Path(dataset)
     if not folder.is_dir():
         raise DatasetError(
             f"dataset {dataset!r} is neither a registered name ({', '.join(registered_datasets())}) "
             "nor a folder"
         )
-    keys = find_midi_files(folder)
+    kinds = suffixes or MIDI_SUFFIXES
+    keys = _found(folder, kinds, data_dir)
+    if not keys and suffixes is None:
+        kinds, keys = ABC_SUFFIXES, _found(folder, ABC_SUFFIXES, data_dir)
+        if not keys:
+            raise DatasetError(f"{folder}: no .mid or .midi files in this folder or below it, nor .abc files")
     if not keys:
-        raise DatasetError(f"{folder}: no .mid or .midi files in this folder or below it")
-    return DatasetFiles(folder.name or str(folder), folder, keys)
+        raise DatasetError(f"{folder}: no {' or '.join(kinds)} files in this folder or below it")
+    files = DatasetFiles(folder.name or str(folder), folder, keys)
+    return tune_files(files, data_dir) if set(kinds) & set(ABC_SUFFIXES) else files
+
+
+def _found(folder: Path, suffixes: tuple[str, ...], data_dir: Path) -> list[str]:
+    """``find_files``, without the tunes this project wrote when the data folder lies inside ``folder``."""
+    keys = find_files(folder, suffixes)
+    if not set(suffixes) & set(ABC_SUFFIXES):
+        return keys
+    written = (data_dir / TUNES_FOLDER).resolve()
+    return [key for key in keys if not (folder / key).resolve().is_relative_to(written)]
 
 
 def _registered(name: str, data_dir: Path) -> DatasetFiles:

@@ -1,8 +1,9 @@
 """Encoding files in worker processes: the pool, its watchdog and the line protocol.
 
 Protocol, one JSON object per line. The parent sends a worker its set-up
-``{"root", "cache", "representation"}``; the worker answers ``{"ready": true}``. Then the
-parent sends chunks ``{"keys": [...]}`` and the worker answers each key, in order, with
+``{"cache", "representation"}``; the worker answers ``{"ready": true}``. Then the
+parent sends chunks ``{"keys": [...], "paths": [...]}`` (each key's file,
+``DatasetFiles.path``) and the worker answers each key, in order, with
 ``{"key", **_outcome}`` (about 200 bytes: no array, no file bytes). End of input: the
 worker exits. A worker's stdout carries nothing else (its prints go to stderr).
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from note_matrix.datasets.cache import EncodingCache
 from note_matrix.datasets.encode_file import _outcome, _process_file
+from note_matrix.datasets.files import DatasetFiles
 from note_matrix.errors import DatasetError
 from note_matrix.midi import ReadLimits
 from note_matrix.representations import Representation
@@ -106,7 +108,7 @@ class _Worker:
 
 
 def _encode_in_workers(
-    root: Path, keys: list[str], representation: Representation, cache: EncodingCache, workers: int, record
+    files: DatasetFiles, keys: list[str], representation: Representation, cache: EncodingCache, workers: int, record
 ) -> None:
     """Run ``_process_file`` on every key in ``workers`` processes; ``record(key, outcome)`` each result.
 
@@ -119,7 +121,7 @@ def _encode_in_workers(
     file_seconds = 2 * max_seconds + WORKER_GRACE_SECONDS
     chunk_size = max(1, min(CHUNK_FILES_MAX, len(keys) // (4 * workers)))
     chunks = collections.deque(keys[i : i + chunk_size] for i in range(0, len(keys), chunk_size))
-    setup = json.dumps({"root": str(root), "cache": str(cache.folder), "representation": representation.to_json()})
+    setup = json.dumps({"cache": str(cache.folder), "representation": representation.to_json()})
     replies: queue.Queue = queue.Queue()
     pool: list[_Worker] = []
     failed_starts = 0
@@ -168,7 +170,8 @@ def _encode_in_workers(
                 if worker.ready and chunks:
                     worker.keys.extend(chunks.popleft())
                     worker.deadline = time.monotonic() + file_seconds
-                    worker.send(json.dumps({"keys": list(worker.keys)}))
+                    keys = list(worker.keys)
+                    worker.send(json.dumps({"keys": keys, "paths": [str(files.path(key)) for key in keys]}))
             waiting = [worker for worker in pool if worker.keys or not worker.ready]
             try:
                 worker, line = replies.get(timeout=max(0.0, min(w.deadline for w in waiting) - time.monotonic()))
@@ -203,14 +206,15 @@ def _worker_main() -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
     sys.stdout = sys.stderr
     setup = json.loads(sys.stdin.buffer.readline())
-    root, cache = Path(setup["root"]), EncodingCache.in_folder(Path(setup["cache"]))
+    cache = EncodingCache.in_folder(Path(setup["cache"]))
     representation = representation_from_json(setup["representation"])
     fault = os.environ.get(WORKER_FAULT_ENV, "")
     replies.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin.buffer:
-        for key in json.loads(line)["keys"]:
+        chunk = json.loads(line)
+        for key, path in zip(chunk["keys"], chunk["paths"]):
             if fault == f"exit:{key}":
                 os._exit(70)
             if fault == f"hang:{key}":
                 time.sleep(3600)
-            replies.write(json.dumps({"key": key, **_process_file(root / key, representation, cache)}) + "\n")
+            replies.write(json.dumps({"key": key, **_process_file(Path(path), representation, cache)}) + "\n")

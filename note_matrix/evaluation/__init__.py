@@ -9,6 +9,9 @@ the polyphonic benchmarks publish it, beside frame baselines and the published f
 ``"generated"`` (``generated.compare_generated``): the music statistics (``music_stats``)
 of a folder of generated MIDI files beside those of the run's training files.
 
+An ``abc_chars`` run's entry (``tunes.evaluate_tunes``): its NLL per character on the
+split and the playable rate, statistics and copy check of tunes generated at several temperatures.
+
 ``note_matrix.run_data`` opens a run and encodes its files; ``report`` prints and saves the results.
 """
 
@@ -33,10 +36,12 @@ from note_matrix.evaluation.scores import (
     predict_outputs,
     require_test_files,
 )
+from note_matrix.evaluation.tunes import copy_check, evaluate_tunes, format_tunes
 
 __all__ = [
     "PITCH_CLASSES", "PREDICT_BATCH_SIZE", "SCORE_NAMES", "STATISTIC_LABELS", "best_per_column", "calibration",
-    "compare_generated", "evaluate_frames", "evaluate_test", "format_frames", "format_generated", "format_test",
+    "compare_generated", "copy_check", "evaluate_frames", "evaluate_test", "evaluate_tunes", "format_frames",
+    "format_generated", "format_test", "format_tunes",
     "model_label", "not_beaten",
     "outside_training_range", "predict_outputs", "read_notes", "require_test_files", "save", "verdict",
 ]

@@ -10,8 +10,9 @@ Two methods, one output format (``(N, length, columns)``, every step valid):
 
 Both write the same rows while the piece fits in the window: ``sampling`` turns a
 prediction into a valid row (the head's point row or a seeded sample), ``output``
-writes the rows as files, ``primer`` reads the seed, ``compile`` holds the one
-backend-specific piece. Everything else is ``keras.ops`` only, for TensorFlow and JAX.
+writes the rows as files, ``primer`` reads the seed, ``tunes`` generates and writes
+ABC tunes (``abc_chars`` runs), ``compile`` holds the one backend-specific piece.
+Everything else is ``keras.ops`` only, for TensorFlow and JAX.
 
 The public names below are importable from here; each loads its module on first use, so
 that reading a seed (``primer``) does not load Keras.
@@ -27,6 +28,7 @@ _EXPORTS = {
     "note_matrix.generation.output": ("output_paths", "spread_primers", "write_audio", "write_piano_roll"),
     "note_matrix.generation.primer": ("Primer", "read_primer"),
     "note_matrix.generation.sampling": ("Sampling", "check_model", "row_function", "sampling_noise"),
+    "note_matrix.generation.tunes": ("generate_tunes", "tune_generator", "tune_primer", "unescape", "write_tune"),
     "note_matrix.runs": ("load_model",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

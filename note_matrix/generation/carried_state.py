@@ -277,6 +277,7 @@ class CarriedStateGenerator:
         *,
         noise: np.ndarray | None = None,
         progress: bool = False,
+        until: Callable[[np.ndarray], bool] | None = None,
     ) -> np.ndarray:
         """``length`` rows after each primer.
 
@@ -285,6 +286,8 @@ class CarriedStateGenerator:
         ``row_function`` receives (zeros when None). Returns ``(N, length, F)`` float32.
         The loop runs in chunks of at most ``chunk_steps`` rows, all of the same size
         (the last one padded and cut), so one compiled function serves the whole piece.
+        ``until(rows so far (N, t, F))``, asked after each chunk, ends the loop early when it
+        returns True (every tune has ended): fewer than ``length`` rows are returned then.
         """
         primers = np.asarray(primers, dtype=self.dtype)
         if primers.ndim != 3 or primers.shape[1] < 1 or primers.shape[2] != self.features:
@@ -312,4 +315,6 @@ class CarriedStateGenerator:
                 out[:, start : start + steps] = ops.convert_to_numpy(rows)
                 previous = out[:, start + steps - 1]
                 bar.update(min(steps, length - start))
+                if until is not None and until(out[:, : min(start + steps, length)]):
+                    return out[:, : min(start + steps, length)]
         return out[:, :length]

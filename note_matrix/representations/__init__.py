@@ -24,6 +24,7 @@ REGISTRY: dict[str, str] = {
     "note_events": "note_matrix.representations.note_events:EventFields",
     "piano_roll": "note_matrix.representations.piano_roll:PianoRoll",
     "chord_tokens": "note_matrix.representations.chord_tokens:ChordTokens",
+    "abc_chars": "note_matrix.representations.abc_chars:AbcChars",
 }
 DEFAULT = "note_matrix"
 

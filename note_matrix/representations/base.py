@@ -53,6 +53,7 @@ class Representation(ABC):
 
     name: ClassVar[str]
     suffixes: ClassVar[tuple[str, ...]] = (".mid", ".midi")  # the file kinds it reads
+    decodes_to: ClassVar[str] = ".mid"  # the file kind ``decode`` writes
     columns: ClassVar[tuple[str, ...]]  # a step's values, by name (the head's target columns)
     heads: ClassVar[tuple[str, ...]]  # the output heads it offers; the first is the default
     needs_fit: ClassVar[bool] = False  # True: ``fit`` learns something from the training files

@@ -36,19 +36,16 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from models.config import InputSpec
 from note_matrix.errors import MidiError
-from note_matrix.evaluation.baselines import TokenBaselines
-from note_matrix.evaluation.ngram import NGram
 from note_matrix.midi import DEFAULT_TEMPO_US_PER_BEAT, DEFAULT_TICKS_PER_BEAT, read_midi
 from note_matrix.playable import write_playable
-from note_matrix.representations.base import Encoded, Representation
+from note_matrix.representations.base import Encoded
+from note_matrix.representations.symbols import SymbolSteps
 
 PITCHES = 128
 NEXT, END = 128, 129  # pitch tokens: the end of a frame, the end of the piece
@@ -60,7 +57,6 @@ DEFAULT_MAX_CHORDS = 500  # chord symbols: the most frequent training chords kep
 MAX_FRAMES = 200_000  # about 7 hours of sixteenth notes at 120 bpm
 MAX_HOLD_BEATS = 1.0  # the longest a decoded note holds
 VELOCITY = 80
-NGRAM_ORDERS = (2, 3, 5, 8)
 
 Chord = tuple[int, ...]
 
@@ -148,12 +144,11 @@ def checked_chords(chords) -> tuple[Chord, ...]:
     return result
 
 
-class ChordTokens(Representation):
+class ChordTokens(SymbolSteps):
     """Frames of struck notes as pitch tokens or chord symbols (module docstring)."""
 
     name = "chord_tokens"
     columns = ("token",)
-    heads = ("categorical",)
     # Seed 004's setting (a 64-unit LSTM, Adam), every next token a target: a starting point, not yet tuned.
     recipe: ClassVar[dict] = {
         "model.units": 64,
@@ -244,34 +239,6 @@ class ChordTokens(Representation):
             path, times[order], np.tile(pitches, 2)[order], velocities[order], tempo_us_per_beat=tempo
         )
 
-    # -- the network -------------------------------------------------------------------
-    def inputs(self) -> InputSpec:
-        return InputSpec("tokens", 1, vocabulary=self.vocabulary, embedding=self.embedding)
-
-    def head(self, name: str, mixtures: int):
-        from models.fields import Categorical, Head
-
-        if name != "categorical":
-            raise ValueError(f"{self.name} has the head categorical only, not {name!r}")
-        return Head((Categorical("token", self.vocabulary, scale=1.0),))
-
-    def metrics(self, head_name: str, head) -> list:
-        from models.head_metrics import ColumnAccuracy, LastLoss
-
-        return [ColumnAccuracy(head, column=0, scale=1.0, name="accuracy"), LastLoss(head)]
-
-    def valid_steps(self, steps):
-        from keras import ops
-
-        limit = float(self.vocabulary - 1)
-        return ops.cast(ops.clip(ops.round(ops.cast(steps, "float32")), 0.0, limit), "int32")
-
-    # -- evaluation ------------------------------------------------------------------
-    def baselines(self, training: list[np.ndarray], validation: list[np.ndarray] | None = None):
-        """Repeat, unigram and Markov chain, and interpolated n-grams of orders ``NGRAM_ORDERS``
-        (``evaluation.ngram``, each strength tuned on ``validation``)."""
-        return TokenNGrams.fit(training, validation or [], self.vocabulary)
-
     # -- saving ------------------------------------------------------------------------
     def to_json(self) -> dict:
         return {
@@ -290,48 +257,3 @@ class ChordTokens(Representation):
         if unknown:
             raise ValueError(f"{cls.name} has no option {unknown[0]!r}")
         return cls(**{key: data[key] for key in cls.options if key in data})
-
-
-@dataclass(frozen=True)
-class TokenNGrams:
-    """``TokenBaselines`` plus interpolated n-grams of the tokens (``ChordTokens.baselines``),
-    scored file by file so no more than one file's distributions are held at once."""
-
-    tokens: TokenBaselines
-    training: list[np.ndarray]
-    validation: list[np.ndarray]
-
-    @classmethod
-    def fit(cls, training: list[np.ndarray], validation: list[np.ndarray], classes: int) -> TokenNGrams:
-        def column(arrays):
-            return [np.asarray(array[:, 0], np.int64) for array in arrays if len(array)]
-
-        return cls(TokenBaselines.fit(training, classes), column(training), column(validation))
-
-    def score_all(self, arrays: list[np.ndarray], window: int) -> dict[str, dict]:
-        """Every baseline's accuracy and NLL on the tokens a window-``window`` model is scored
-        on: each file's scores weighted by its tokens scored (none without such files)."""
-        files = [array for array in arrays if len(array) > window]
-        models = {
-            order: NGram.tune(self.training, self.validation, order, self.tokens.marginal, start=window)
-            for order in NGRAM_ORDERS
-        }
-        per_file = [self.file_scores(array, window, models) for array in files]
-        weights = [len(array) - window for array in files]
-        return {
-            name: {
-                key: None if value is None else float(np.average([s[name][key] for s in per_file], weights=weights))
-                for key, value in scores.items()
-            }
-            for name, scores in (per_file[0].items() if per_file else ())
-        }
-
-    def file_scores(self, array: np.ndarray, window: int, models: dict[int, NGram]) -> dict[str, dict]:
-        tokens = np.asarray(array[:, 0], np.int64)
-        scores = self.tokens.score_all([array], window)
-        for order, model in models.items():
-            probabilities = model.distributions(tokens, window)[0]
-            scores[f"n-gram, order {order}"] = TokenBaselines.score(
-                probabilities, probabilities.argmax(axis=1), tokens[window:]
-            )
-        return scores

@@ -12,6 +12,16 @@ each sliding window, as the card does. Validation always uses sliding windows, a
 monitored value (best model, early stopping) is the one after the whole window
 (``Representation.monitor``), so both modes are measured on the same task.
 
+``batches="stream"`` (token representations) trains by truncated back-propagation
+through time instead: the training files joined into ``batch_size`` parallel streams, read
+window after window with the recurrent state carried from one batch to the next
+(``windows.StreamBatches``). What fits is the model's carried-state twin
+(``models.builder.carried_state_twin``: the same layers and weights, the same optimizer),
+so the model saved, checkpointed, sampled and logged stays an ordinary one. Validation
+reads the validation files as one stream the same way, and the monitored value is its
+``loss``: the mean of the head's loss over every step of that stream (for tokens, the
+NLL in nats per step; ``windows.stream_loss`` computes it again for any files).
+
 Distribution (``TrainConfig.distribute``, ``note_matrix.training.distribute``):
 ``"data-parallel"`` (every device of every JAX process; ``mirrored`` under TensorFlow),
 ``"mirrored"`` (every local GPU) or ``"multiworker"`` (the hosts of ``TF_CONFIG``), both
@@ -30,6 +40,8 @@ import numpy as np
 
 import note_matrix
 from models import build_model, compile_model
+from models.builder import carried_state_twin
+from models.head import HeadLoss
 from note_matrix import representations, runs
 from note_matrix.calibration import write_calibration
 from note_matrix.config import DatasetInfo, ModelSpec, RunConfig, TrainConfig
@@ -41,7 +53,7 @@ from note_matrix.training.devices import describe_device
 from note_matrix.training.distribute import Distribution, fit_inputs
 from note_matrix.training.sample_logger import LOSS_CURVE_FILE, SampleLogger, write_loss_curve
 from note_matrix.training.tensorboard import TensorBoardLogger
-from note_matrix.training.windows import WindowBatches, WindowIndex
+from note_matrix.training.windows import CarryState, StreamBatches, WindowBatches, WindowIndex
 
 PROBE_BATCH_SIZE = 64
 # Train longer; the same files read from elsewhere; other devices (the same updates: the batch is global).
@@ -74,7 +86,16 @@ def _representation(config: TrainConfig):
         representation.head(config.model.head, config.model.mixtures)
     except ValueError as error:
         raise RunError(str(error)) from None
+    if config.batches == "stream" and representation.inputs().kind != "tokens":
+        raise RunError(f"--batches stream joins the files into streams of tokens; {config.representation} reads "
+                       f"{representation.inputs().kind} steps (use pitch_sequence, chord_tokens or abc_chars)")
     return representation
+
+
+def monitor_of(config: TrainConfig, representation) -> str:
+    """The metric that picks the best model and stops early: the representation's (``monitor``),
+    or with ``--batches stream`` the loss over every step of the validation stream."""
+    return "loss" if config.batches == "stream" else representation.monitor(config.model.head)
 
 
 def train(config: TrainConfig, *, verbose: int = 1) -> TrainResult:
@@ -112,7 +133,7 @@ def run_config(config: TrainConfig, data: RunData, device: str, distribution: Di
     return RunConfig(
         train=config,
         representation=representation.to_json(),
-        model=ModelSpec(representation.inputs().to_json(), head.to_json(), representation.monitor(config.model.head)),
+        model=ModelSpec(representation.inputs().to_json(), head.to_json(), monitor_of(config, representation)),
         dataset=DatasetInfo(data.files.name, str(data.files.root), data.total_files, len(data.arrays),
                             len(data.skipped), data.fingerprint),
         created=runs.utc_now(), note_matrix_version=note_matrix.__version__, keras_version=keras.__version__,
@@ -230,13 +251,17 @@ def calibrate(run_dir: str | Path, *, verbose: int = 0) -> dict:
     return write_calibration(run_dir, model, saved.head(), data, verbose=verbose)
 
 
-def window_batches(config: TrainConfig, data: RunData) -> tuple[WindowBatches, WindowBatches | None]:
+def window_batches(config: TrainConfig, data: RunData
+                   ) -> tuple[WindowBatches | StreamBatches, WindowBatches | StreamBatches | None]:
     """The training batches and the validation batches (None without validation windows).
 
     Training: non-overlapping chunks with ``targets="all"``, sliding windows with
     ``"last"`` (``batches="random"``: as many windows at random starts); validation: every
     sliding window (every ``validation_stride``-th), whatever the targets.
+    ``batches="stream"``: ``stream_batches``.
     """
+    if config.batches == "stream":
+        return stream_batches(config, data)
     targets = config.model.targets
     train_index = WindowIndex(data.part("train"), config.window_length)
     validation_index = WindowIndex(data.part("validation"), config.window_length, config.validation_stride)
@@ -247,6 +272,35 @@ def window_batches(config: TrainConfig, data: RunData) -> tuple[WindowBatches, W
     if len(validation_index) == 0:
         return batches, None
     return batches, WindowBatches(validation_index, config.batch_size, shuffle=False, targets=targets)
+
+
+def stream_batches(config: TrainConfig, data: RunData) -> tuple[StreamBatches, StreamBatches | None]:
+    """The training files as ``batch_size`` streams in an order drawn per (seed, epoch), and the
+    validation files as streams in split order (None without validation files)."""
+    try:
+        batches = StreamBatches(data.part("train"), config.batch_size, config.window_length, shuffle=True,
+                                seed=config.seed)
+    except ValueError as error:
+        raise DatasetError(f"{data.files.root}: the training split cannot be read as streams: {error}") from None
+    if not data.split["validation"]:
+        return batches, None
+    return batches, StreamBatches(data.part("validation"), config.batch_size, config.window_length, shuffle=False)
+
+
+def _carried_state_fit(model: keras.Model, head, metrics: list, batch_size: int, callbacks: list, *, epochs: int,
+                       steps: int, verbose: int) -> tuple[keras.Model, keras.callbacks.CallbackList]:
+    """What fits with ``--batches stream`` and the callbacks it fits with: ``model``'s carried-state
+    twin, compiled with ``model``'s optimizer, the head's loss and ``metrics``; ``callbacks`` (the
+    project's) see ``model``, whose weights the twin trains, and save, log and sample it; Keras'
+    history and progress bar see the twin; ``CarryState`` resets the state and passes on a stop."""
+    twin = carried_state_twin(model, batch_size)
+    twin.compile(optimizer=model.optimizer, loss=HeadLoss(head), metrics=metrics)
+    callback_list = keras.callbacks.CallbackList([*callbacks, CarryState(twin, model)], add_history=True,
+                                                 add_progbar=verbose != 0, verbose=verbose, epochs=epochs,
+                                                 steps=steps, model=twin)
+    for callback in callbacks:
+        callback.set_model(model)
+    return twin, callback_list
 
 
 def _sample_logger(config: TrainConfig, data: RunData, run_dir: Path, head) -> SampleLogger:
@@ -261,12 +315,11 @@ def _fit(config: TrainConfig, data: RunData, run_dir: Path, device: str, distrib
          checkpoint: dict | None, verbose: int) -> TrainResult:
     """Fit from scratch (``checkpoint`` None) or from a checkpoint, up to ``config.epochs``."""
     keras.utils.set_random_seed(config.seed)
-    representation, targets = data.representation, config.model.targets
+    representation = data.representation
     head = representation.head(config.model.head, config.model.mixtures)
     batches, validation = window_batches(config, data)
-    train_index = batches.index
     has_validation = validation is not None
-    probe_source = validation.index if has_validation else train_index
+    probe_source = validation.index if has_validation else batches.index
     probe_windows, _ = probe_source.batch(np.arange(min(PROBE_BATCH_SIZE, len(probe_source))))
 
     with distribution.scope():  # keras.distribution must be set while building and fitting
@@ -279,28 +332,34 @@ def _fit(config: TrainConfig, data: RunData, run_dir: Path, device: str, distrib
             model = load_checkpoint(run_dir, checkpoint, head)
             initial_epoch, steps = checkpoint["epochs_done"], checkpoint["tensorboard"]
             action = f"Resuming at epoch {initial_epoch + 1} of {config.epochs}:"
-        what = (f"{batches.windows} chunks of {config.window_length} steps, every next step a target"
-                if targets == "all" else f"{len(train_index)} windows, the step after each a target")
+        seen = validation.describe() if has_validation else "0 windows"
         print(
-            f"{action} {model.name} on {device}{distribution.describe()}: {len(data.split['train'])} files / {what}; "
-            f"validation {len(data.split['validation'])} files / {validation.windows if has_validation else 0} windows "
-            f"-> {run_dir}"
+            f"{action} {model.name} on {device}{distribution.describe()}: {len(data.split['train'])} files / "
+            f"{batches.describe()}; validation {len(data.split['validation'])} files / {seen} -> {run_dir}"
         )
         logger = TensorBoardLogger(
             run_dir, probe_windows, histogram_freq=config.histogram_freq, initial_epoch=initial_epoch, **steps
         )
-        monitor = representation.monitor(config.model.head)
+        monitor = monitor_of(config, representation)
         monitor = checkpoint["monitor"] if checkpoint else (f"val_{monitor}" if has_validation else monitor)
         tracker = EpochCheckpoint(run_dir, monitor, config.patience, logger, checkpoint, verbose=verbose)
         inputs, callbacks = fit_inputs(model, distribution, batches, validation, initial_epoch, config.epochs)
-        if config.sample_every and has_validation:
+        if config.sample_every and has_validation and representation.decodes_to != ".mid":
+            print(f"no samples in TensorBoard: {representation.name} writes {representation.decodes_to} files, not "
+                  "MIDI (generate.py writes them)")
+        elif config.sample_every and has_validation:
             callbacks.append(_sample_logger(config, data, run_dir, head))
-        model.fit(
+        fitted, callbacks = model, [*callbacks, logger, tracker]
+        if config.batches == "stream":
+            fitted, callbacks = _carried_state_fit(model, head, representation.metrics(config.model.head, head),
+                                                   config.batch_size, callbacks, epochs=config.epochs,
+                                                   steps=len(batches), verbose=verbose)
+        fitted.fit(
             **inputs,
             shuffle=False,  # batches shuffle themselves, by (seed, epoch); Keras would use the global RNG
             epochs=config.epochs,
             initial_epoch=initial_epoch,
-            callbacks=[*callbacks, logger, tracker],
+            callbacks=callbacks,
             verbose=verbose,
         )
     if distribution.is_chief and tracker.history:

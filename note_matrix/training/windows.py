@@ -18,6 +18,11 @@ drawn with replacement from every valid start (any row, whatever the layout), pe
 
 And two kinds of targets (``targets=...``): ``"last"``, the row after the window,
 ``(batch, features)``; ``"all"``, the next row at every step, ``(batch, window, features)``.
+
+``StreamBatches`` (``--batches stream``) lays the songs out for truncated back-propagation
+through time instead: joined into one stream, cut into parallel rows, each row read window
+after window by a model that carries its recurrent state from one batch to the next
+(``models.builder.carried_state_twin``; ``CarryState`` starts it afresh).
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ import math
 import keras
 import numpy as np
 
-from models.builder import TARGETS
-from note_matrix.config import BATCHES
+from models.builder import TARGETS, carried_layers, carried_state_twin
+from models.head import HeadLoss
 
 LAYOUTS = ("sliding", "chunks")
+DRAWS = ("shuffled", "random")  # WindowBatches' ``--batches``; "stream" is StreamBatches
 
 
 class WindowIndex:
@@ -127,8 +133,8 @@ class WindowBatches(keras.utils.PyDataset):
             raise ValueError(f"targets must be one of {TARGETS}, got {targets!r}")
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if draw not in BATCHES or (draw == "random" and not shuffle):
-            raise ValueError(f"draw must be one of {BATCHES} (random only with shuffle), got {draw!r}")
+        if draw not in DRAWS or (draw == "random" and not shuffle):
+            raise ValueError(f"draw must be one of {DRAWS} (random only with shuffle), got {draw!r}")
         if len(index) == 0:
             raise ValueError("no windows: every song is shorter than the window")
         self.index = index
@@ -162,6 +168,12 @@ class WindowBatches(keras.utils.PyDataset):
     def targets_per_window(self) -> int:
         return 1 if self.targets == "last" else self.index.window_length
 
+    def describe(self) -> str:
+        """What an epoch reads, in words."""
+        if self.layout == "chunks":
+            return f"{self.windows} chunks of {self.index.window_length} steps, every next step a target"
+        return f"{self.windows} windows" + (", the step after each a target" if self.shuffle else "")
+
     def __len__(self) -> int:
         return math.ceil(self.windows / self.batch_size)
 
@@ -182,3 +194,114 @@ class ShuffleEpochs(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.batches.set_epoch(epoch)
+
+
+class StreamBatches(keras.utils.PyDataset):
+    """The songs joined into one stream, read as ``rows`` parallel streams, window after window.
+
+    Epoch ``e`` joins the songs (each already wrapped in its start and end steps, where the
+    representation has them) in an order drawn per (seed, e) (``shuffle``; as given
+    otherwise) into one stream of ``N`` steps, and cuts it into ``rows`` rows of ``L = N // rows``
+    steps: row ``i`` is stream steps ``i L`` to ``(i + 1) L - 1`` (the last ``N - rows L``
+    steps, fewer than ``rows``, are left out). ``rows`` is ``batch_size``, or fewer where the
+    stream cannot give each row a whole window and its next step (``N // (window + 1)``, at
+    least 1). Batch ``k`` holds every row's window ``k``: inputs ``(rows, w, features)``, steps
+    ``k w`` to ``k w + w - 1`` of the row, and targets ``(rows, w, features)``, the step after
+    each. So batch ``k``'s row ``i`` is the window right after batch ``k - 1``'s row ``i``: a
+    model that carries its state from batch to batch (``CarryState``) reads each row as one
+    sequence.
+
+    Every batch of a layout has the same width ``w``, so the mean of the per-batch losses
+    that Keras reports is the mean over every step scored, and TensorFlow's input pipeline
+    sees one shape. Training (``shuffle``): ``w = window_length`` (``L - 1`` for a shorter
+    row), ``(L - 1) // w`` windows; the last steps of each row, fewer than a window, are not
+    read in that epoch (others in the next: the songs' order changes). Evaluation:
+    ``ceil((L - 1) / window_length)`` windows of ``w = (L - 1) // windows`` steps, so every
+    step of a row but its first is a target, except its last ``(L - 1) % windows`` (fewer
+    than the windows). No step is copied: a batch gathers its steps from the songs
+    concatenated once (``index.data``).
+    """
+
+    def __init__(self, arrays: list[np.ndarray], batch_size: int, window_length: int, *, shuffle: bool,
+                 seed: int = 0):
+        super().__init__()
+        self.index = WindowIndex(arrays, window_length)
+        total = len(self.index.data)
+        self.rows = min(batch_size, max(1, total // (window_length + 1)))
+        self.row_length = total // self.rows
+        if self.row_length < 2:
+            raise ValueError(f"a stream of {total} steps has no step to predict")
+        self.batch_size, self.window_length, self.shuffle, self.seed = batch_size, window_length, shuffle, seed
+        targets = self.row_length - 1  # every step of a row but its first
+        if shuffle:
+            width = min(window_length, targets)
+            count = targets // width
+        else:
+            count = math.ceil(targets / window_length)
+            width = targets // count
+        self.edges = np.arange(count + 1) * width
+        self.windows = len(self.edges) - 1
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Join the songs in epoch ``epoch``'s order (the same in every process for the same seed)."""
+        self.epoch = epoch
+        songs = len(self.index.song_lengths)
+        order = np.random.default_rng([self.seed, epoch]).permutation(songs) if self.shuffle else np.arange(songs)
+        lengths = self.index.song_lengths[order]
+        self._ends = np.cumsum(lengths)  # where each song of the stream ends
+        self._offsets = self.index.song_starts[order] - (self._ends - lengths)  # stream step + offset: data row
+
+    def steps(self, positions: np.ndarray) -> np.ndarray:
+        """The steps at ``positions`` (any shape) of this epoch's stream, gathered from ``index.data``."""
+        song = np.searchsorted(self._ends, positions, side="right")
+        return self.index.data[positions + self._offsets[song]]
+
+    def describe(self) -> str:
+        """What an epoch reads, in words."""
+        return (f"{len(self.index.data):,} steps in {self.rows} stream{'s' * (self.rows != 1)} of "
+                f"{self.row_length:,}, {self.windows} window{'s' * (self.windows != 1)} of {self.edges[1]} steps "
+                f"each, the state carried from window to window")
+
+    def __len__(self) -> int:
+        return self.windows
+
+    def __getitem__(self, batch_number: int):
+        first, last = self.edges[batch_number], self.edges[batch_number + 1]
+        positions = np.arange(self.rows)[:, None] * self.row_length + np.arange(first, last + 1)
+        steps = self.steps(positions)  # (rows, w + 1, features)
+        return steps[:, :-1], steps[:, 1:]
+
+
+class CarryState(keras.callbacks.Callback):
+    """With ``StreamBatches``: the carried state of ``twin`` (``carried_state_twin(model)``, the model
+    being fitted) starts from zeros at every epoch and every validation pass, and ``twin`` stops
+    when ``model`` asks to (``EpochCheckpoint``'s early stopping, seeing ``model``)."""
+
+    def __init__(self, twin: keras.Model, model: keras.Model):
+        super().__init__()
+        self.twin, self.plain = twin, model
+
+    def _reset(self) -> None:
+        for layer in carried_layers(self.twin):
+            layer.reset_state()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reset()
+
+    def on_test_begin(self, logs=None):
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if getattr(self.plain, "stop_training", False):
+            self.twin.stop_training = True
+
+
+def stream_loss(model: keras.Model, head, arrays: list[np.ndarray], batch_size: int, window_length: int) -> float:
+    """The mean of ``head``'s loss over every step that validation with ``--batches stream`` scores
+    in ``arrays`` (``StreamBatches`` without shuffling, the state carried from window to window):
+    a stream run's ``val_loss`` for the validation files, the same measure for any others.
+    For tokens, the NLL in nats per step."""
+    twin = carried_state_twin(model, batch_size)
+    twin.compile(loss=HeadLoss(head))
+    return float(twin.evaluate(StreamBatches(arrays, batch_size, window_length, shuffle=False), verbose=0))
