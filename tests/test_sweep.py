@@ -82,6 +82,9 @@ def test_a_two_point_sweep_trains_one_run_folder_per_point(two_points):
     lines = [line for line in result.stdout.splitlines() if line.startswith("[")]
     assert sorted(line[:5] for line in lines) == ["[1/2]", "[2/2]"] and all(": done, best " in line for line in lines)
     assert "Traceback" not in result.stderr
+    assert f"Generate: python generate.py --model {folder / 'units=8,dropout=0'} --seed <song.mid>" in result.stdout or (
+        f"Generate: python generate.py --model {folder / 'units=8,dropout=0.1'} --seed <song.mid>" in result.stdout
+    )
 
 
 def test_the_results_hold_each_runs_best_validation_value(two_points):
@@ -106,6 +109,16 @@ def test_the_results_hold_each_runs_best_validation_value(two_points):
     assert len(table) == 2
     assert [("**best**" in line) for line in table] == [row is best for row in found]
     assert f"{float(best['best_value']):.6g}" in next(line for line in table if "**best**" in line)
+
+
+def test_the_generate_hint_asks_a_seed_only_of_runs_that_write_midi(tmp_path):
+    from note_matrix.sweeps.console import _seed_flag
+
+    for name, flag in (("abc_chars", ""), ("chord_tokens", " --seed <song.mid>")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"train": {"representation": name}}))
+        assert _seed_flag(tmp_path / name) == flag
+    assert _seed_flag(tmp_path / "missing") == " --seed <song.mid>"
 
 
 def test_the_validation_accuracy_is_read_at_the_best_epoch(tmp_path):

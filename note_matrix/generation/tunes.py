@@ -6,10 +6,9 @@ A tune is primed with a warm-up tune (``WARM_UP``, between ``<start>`` and ``<en
 carried (``CarriedStateGenerator``, every tune of the batch at once) until every tune has
 written ``<end>`` or ``length`` characters are drawn. The warm-up puts the network where
 training always showed it a tune's start: a ``--batches stream`` run reads the tunes back
-to back, so ``<start>`` comes after a whole tune, almost never from a zero state. From a
-zero state the recipe's LSTM writes ``X`` after ``<start>`` with probability 0.77 and
-``:`` after it with 0.66, and its headers come out garbled (``X P4``); after a tune both
-are above 0.99. The warm-up is a short tune written for this (no dataset's), the same for
+to back, so ``<start>`` comes after a whole tune, almost never from a zero state; from a
+zero state the recipe's LSTM is unsure even of the ``X:`` that opens every tune, and its
+headers come out garbled (``X P4``). The warm-up is a short tune written for this (no dataset's), the same for
 every tune generated, so it adds no randomness; its text is not part of the output.
 A tune's text is the primer's
 characters and the drawn ones up to its first ``<end>`` (``AbcChars.text``).

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from note_matrix import runs
 from note_matrix.sweeps.folder import CURVES_PNG, OUTPUT_FOLDER, RESULTS_CSV, RESULTS_MD, Sweep
 from note_matrix.sweeps.results import PointResult, markdown_table, progress_line
 
@@ -64,6 +65,18 @@ class Progress:
             self.bar.close()
 
 
+def _seed_flag(run_dir) -> str:
+    """`` --seed <song.mid>`` for a run whose representation writes MIDI; nothing for one that needs no
+    seed (``abc_chars``) or whose config cannot be read."""
+    from note_matrix.representations import representation_class
+
+    try:
+        name = runs.read_json(run_dir / runs.CONFIG_FILE)["train"]["representation"]
+        return " --seed <song.mid>" if representation_class(name).decodes_to == ".mid" else ""
+    except (KeyError, TypeError, ValueError):  # no or another config.json: the usual hint
+        return " --seed <song.mid>"
+
+
 def summary(sweep: Sweep, results: list[PointResult]) -> str:
     """The table, where the outputs are, and how to look at them."""
     folder = sweep.folder
@@ -78,5 +91,5 @@ def summary(sweep: Sweep, results: list[PointResult]) -> str:
     ]
     for result in results:
         if result.best:
-            lines.append(f"Generate: python generate.py --model {folder / result.point.name} --seed <song.mid>")
+            lines.append(f"Generate: python generate.py --model {folder / result.point.name}{_seed_flag(folder / result.point.name)}")
     return "\n".join(lines)
