@@ -82,7 +82,7 @@ def main(argv=None) -> int:
             run_data.encode(data, progress=not args.quiet)
             key, result = "frame_nll", evaluation.evaluate_frames(data, runs.load_model(run_dir), split=args.split)
             table = evaluation.format_frames(result, run_dir)
-        elif data.representation.name == "abc_chars":
+        elif data.representation.decodes_to == ".abc":  # tunes: scored by NLL per character and playability
             evaluation.require_test_files(data, args.split)  # before Keras loads the model
             model = runs.load_model(run_dir)
             run_data.encode(data, progress=not args.quiet)

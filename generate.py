@@ -33,7 +33,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
-from note_matrix import runs  # noqa: E402
+from note_matrix import representations, runs  # noqa: E402
 from note_matrix.arguments import add_run_arguments, bounded_int, temperature  # noqa: E402
 from note_matrix.config import RunConfig  # noqa: E402
 from note_matrix.errors import NoteMatrixError, RunError  # noqa: E402
@@ -42,7 +42,6 @@ from note_matrix.startup import import_keras  # noqa: E402
 
 MAX_LENGTH = 100_000  # rows per piece
 DEFAULT_LENGTH = 500  # rows per piece of a MIDI run (an abc_chars run: generation.tunes.DEFAULT_LENGTH characters)
-TUNES = "abc_chars"  # the representation whose runs generate ABC tunes, primed by --prime instead of --seed
 MAX_NUM_OUTPUTS = 256  # pieces per run
 MAX_TOTAL_ROWS = 1_000_000  # --num-outputs x --length: 12 MB of rows, a few minutes at batch 32
 METHODS = ("carried", "window")
@@ -105,11 +104,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def seed_required(args: argparse.Namespace) -> bool:
-    """Whether the run needs --seed: every run but an abc_chars one. With no run to read and no --model
-    named, argparse's usage error says --seed is missing, as always; a named run that cannot be read
-    is main's one-line error."""
+    """Whether the run needs --seed (``representations.primed_by_seed``). With no run to read and no
+    --model named, argparse's usage error says --seed is missing, as always; a named run that cannot be
+    read is main's one-line error."""
     try:
-        return RunConfig.read(runs.find_run(args.model, args.logdir)).train.representation != TUNES
+        config = RunConfig.read(runs.find_run(args.model, args.logdir))
+        return representations.primed_by_seed(config.train.representation)
     except NoteMatrixError:
         return args.model is None
 
@@ -158,11 +158,11 @@ def generate_tunes(args: argparse.Namespace, run_dir: Path, config: RunConfig, r
     """An abc_chars run's --num-outputs tunes after --prime, in one batch, each written as .abc and, when
     playable, .mid (with --plot's .png and --audio's .wav); returns the lines to print."""
     if args.seed is not None:
-        raise RunError(f"{run_dir.name} is an {TUNES} run: it needs no --seed (a MIDI file); give the tune's "
-                       "opening with --prime TEXT, or nothing")
+        raise RunError(f"{run_dir.name} is an {representation.name} run: it needs no --seed (a MIDI file); give "
+                       "the tune's opening with --prime TEXT, or nothing")
     if args.method != "carried":
-        raise RunError(f"{run_dir.name} is an {TUNES} run: its tunes are generated with the carried state only "
-                       "(leave out --method)")
+        raise RunError(f"{run_dir.name} is an {representation.name} run: its tunes are generated with the carried "
+                       "state only (leave out --method)")
     from note_matrix.generation.tunes import DEFAULT_LENGTH as TUNE_LENGTH
     from note_matrix.generation.tunes import tune_primer, unescape
 
@@ -196,13 +196,20 @@ def generate_tunes(args: argparse.Namespace, run_dir: Path, config: RunConfig, r
             continue
         lines.append(f"wrote {written.midi_path}: {written.notes} notes")
         lines.append(f"  {summary_line(describe(Notes.from_events(read_midi(written.midi_path))))}")
-        if args.plot:
-            title = f"{written.midi_path.name}: {run_dir.name}, {how}"
-            lines.append(f"wrote {generation.write_piano_roll(written.midi_path, path.with_suffix('.png'), title)}")
-        if args.audio:
-            wav, synthesiser = generation.write_audio(written.midi_path, path.with_suffix(".wav"),
-                                                      soundfont=args.soundfont)
-            lines.append(f"wrote {wav} ({synthesiser})")
+        lines += plot_and_audio(args, written.midi_path, f"{written.midi_path.name}: {run_dir.name}, {how}")
+    return lines
+
+
+def plot_and_audio(args: argparse.Namespace, midi_path: Path, title: str) -> list[str]:
+    """--plot's piano roll (.png) and --audio's sound (.wav) beside ``midi_path``; the lines saying so."""
+    from note_matrix import generation
+
+    lines = []
+    if args.plot:
+        lines.append(f"wrote {generation.write_piano_roll(midi_path, midi_path.with_suffix('.png'), title)}")
+    if args.audio:
+        wav, synthesiser = generation.write_audio(midi_path, midi_path.with_suffix(".wav"), soundfont=args.soundfont)
+        lines.append(f"wrote {wav} ({synthesiser})")
     return lines
 
 
@@ -214,13 +221,13 @@ def main(argv=None) -> int:
         run_dir = runs.find_run(args.model, args.logdir)
         config = RunConfig.read(run_dir)
         representation = config.build_representation()
-        if representation.name == TUNES:
+        if not representations.primed_by_seed(representation.name):
             lines = generate_tunes(args, run_dir, config, representation)
             print("\n".join(lines))
             return 0
         if args.seed is None or args.prime is not None:
             raise RunError(f"{run_dir.name} is a {representation.name} run: prime it with --seed (a MIDI file); "
-                           f"--prime is for {TUNES} runs")
+                           "--prime is for abc_chars runs")
         window_length = config.train.window_length
         primer = read_primer(args.seed, representation, window_length)
 
@@ -251,12 +258,7 @@ def main(argv=None) -> int:
         for path, piece, start in zip(paths, rows, starts):
             notes = representation.decode(piece, primer.meta, path)
             written.append((path, notes, start, summary_line(describe(Notes.from_events(read_midi(path))))))
-            if args.plot:
-                title = f"{path.name}: {run_dir.name}, {config.train.model.head} head, {how}"
-                extras.append(f"wrote {generation.write_piano_roll(path, path.with_suffix('.png'), title)}")
-            if args.audio:
-                wav, synthesiser = generation.write_audio(path, path.with_suffix(".wav"), soundfont=args.soundfont)
-                extras.append(f"wrote {wav} ({synthesiser})")
+            extras += plot_and_audio(args, path, f"{path.name}: {run_dir.name}, {config.train.model.head} head, {how}")
     except NoteMatrixError as error:
         print(f"generate.py: error: {error}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from note_matrix import runs
+from note_matrix import generation, runs
 from note_matrix.arguments import add_run_arguments, bounded_int, temperature
 from note_matrix.config import RunConfig
 from note_matrix.errors import NoteMatrixError
@@ -69,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "before its suffix")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    args.prime = args.prime.replace("\\n", "\n").replace("\\t", "\t")
+    args.prime = generation.unescape(args.prime)
     return args
 
 
@@ -88,7 +88,6 @@ def token_run(args):
 
 def read_sequence(args, representation, labels, model, head):
     """The tokens to inspect and a few words on where they come from."""
-    from note_matrix import generation
     from note_matrix.inspection.sequence import file_tokens, generated_tokens, primer_tokens
 
     if args.text is not None:

@@ -224,8 +224,8 @@ def main(argv=None) -> int:
         return 130
     if result.kept:  # not on a non-chief worker, whose folder was temporary
         print(f"TensorBoard: tensorboard --logdir {result.run_dir.parent}")
-        midi = representations.representation_class(config.representation).decodes_to == ".mid"
-        print(f"Generate:    python generate.py --model {result.run_dir}" + (" --seed <song.mid>" if midi else ""))
+        seed = " --seed <song.mid>" if representations.primed_by_seed(config.representation) else ""
+        print(f"Generate:    python generate.py --model {result.run_dir}{seed}")
     return 0
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import mido
 
-from note_matrix.abc.score import one_line, parse, quietly, tune_name
+from note_matrix.abc.score import Parsed, one_line, parse, quietly, tune_name
 from note_matrix.atomic import write_bytes
 from note_matrix.errors import MidiError
 from note_matrix.midi import DEFAULT_TICKS_PER_BEAT
 
 
-def to_midi(tune: str, path: str | os.PathLike) -> int:
+def to_midi(tune: str, path: str | os.PathLike, parsed: Parsed | None = None) -> int:
     """Write ``tune`` as a Standard MIDI File at ``path`` (whole or not at all); returns the notes written.
 
     music21 writes the score, made writable first (``_writable``: chord symbols are not
@@ -28,10 +28,11 @@ def to_midi(tune: str, path: str | os.PathLike) -> int:
 
     Raises ``MidiError`` naming ``path`` and the tune when music21 cannot parse or write
     it, or when it has no note to write. A tune need not be ``playable`` to be written:
-    a pitch music21 guessed is written as the C it chose.
+    a pitch music21 guessed is written as the C it chose. ``parsed``: ``parse(tune)`` when the
+    caller has it (``playable`` took it), so music21 parses once; its score is changed in place.
     """
     path = Path(path)
-    parsed = parse(tune)
+    parsed = parse(tune) if parsed is None else parsed
     if parsed.score is None:
         raise MidiError(path, f"{tune_name(tune)}: music21 cannot parse it ({parsed.error})")
     from music21.midi.translate import music21ObjectToMidiFile
@@ -67,8 +68,10 @@ def _without_repeats(score):
         for side in ("leftBarline", "rightBarline"):
             if isinstance(getattr(measure, side), bar.Repeat):
                 setattr(measure, side, bar.Barline("regular"))
-    for mark in [*score.recurse().getElementsByClass(repeat.RepeatExpression),
-                 *score.recurse().getElementsByClass(spanner.RepeatBracket)]:
+    for mark in [
+        *score.recurse().getElementsByClass(repeat.RepeatExpression),
+        *score.recurse().getElementsByClass(spanner.RepeatBracket),
+    ]:
         mark.activeSite.remove(mark)
     return score
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from note_matrix.abc.bars import Bar, voice_bars
-from note_matrix.abc.score import one_line, parse
+from note_matrix.abc.score import Parsed, one_line, parse
 
 MIN_BARS = 4
 MIN_FULL_FRACTION = Fraction(3, 4)  # of the inner bars, lasting what the time signature says
@@ -59,9 +59,12 @@ class Playability:
     notes: int = 0
 
 
-def playable(tune: str) -> Playability:
-    """Whether ``tune`` meets the rule (module docstring), with the counts and the reason."""
-    parsed = parse(tune)
+def playable(tune: str, parsed: Parsed | None = None) -> Playability:
+    """Whether ``tune`` meets the rule (module docstring), with the counts and the reason.
+
+    ``parsed``: ``parse(tune)`` when the caller has it (to hand on to ``to_midi``, so music21 parses once).
+    """
+    parsed = parse(tune) if parsed is None else parsed
     if parsed.score is None:
         return Playability(False, f"music21 cannot parse it ({parsed.error})")
     try:

@@ -14,22 +14,19 @@ tunes, one key each (``tunes.py``).
 from note_matrix.datasets.cache import CACHE_FORMAT, EncodingCache
 from note_matrix.datasets.download import download_dataset, file_sha256
 from note_matrix.datasets.encode import EncodedDataset, encode_dataset
-from note_matrix.datasets.files import DatasetFiles, TuneFiles
+from note_matrix.datasets.files import DatasetFiles
 from note_matrix.datasets.resolve import (
     MIDI_SUFFIXES,
     MIRROR_ENV,
     REGISTRY_DIR,
-    find_files,
     find_midi_files,
     load_registry,
     registered_datasets,
     resolve_dataset,
 )
 from note_matrix.datasets.split import split_by_file, write_skip_report
-from note_matrix.datasets.tunes import ABC_SUFFIXES, tune_files
 
 __all__ = [
-    "ABC_SUFFIXES",
     "CACHE_FORMAT",
     "MIDI_SUFFIXES",
     "MIRROR_ENV",
@@ -37,16 +34,13 @@ __all__ = [
     "DatasetFiles",
     "EncodedDataset",
     "EncodingCache",
-    "TuneFiles",
     "download_dataset",
     "encode_dataset",
     "file_sha256",
-    "find_files",
     "find_midi_files",
     "load_registry",
     "registered_datasets",
     "resolve_dataset",
     "split_by_file",
-    "tune_files",
     "write_skip_report",
 ]

@@ -73,7 +73,7 @@ def resolve_dataset(dataset: str, data_dir: Path, suffixes: tuple[str, ...] | No
         if suffixes is not None and "benchmark" not in registry and not set(FORMATS[kind]) & set(suffixes):
             raise DatasetError(f"dataset {dataset} holds {' and '.join(FORMATS[kind])} files; this representation "
                                f"reads {' and '.join(suffixes)} files")
-        files = _registered(dataset, data_dir)
+        files = _registered(dataset, registry, data_dir)
         return tune_files(files, data_dir) if kind == "abc" else files
     folder = Path(dataset)
     if not folder.is_dir():
@@ -102,9 +102,9 @@ def _found(folder: Path, suffixes: tuple[str, ...], data_dir: Path) -> list[str]
     return [key for key in keys if not (folder / key).resolve().is_relative_to(written)]
 
 
-def _registered(name: str, data_dir: Path) -> DatasetFiles:
-    """``data_dir/<name>/`` given every registered file it lacks, from the mirror or the network; verified."""
-    registry = load_registry(name)
+def _registered(name: str, registry: dict, data_dir: Path) -> DatasetFiles:
+    """``data_dir/<name>/`` given every registered file it lacks (``registry``: its entry), from the mirror
+    or the network; verified."""
     mirror = os.environ.get(MIRROR_ENV)
     source = Path(mirror) / registry["mirror_subdir"] if mirror else None
     if source is not None and not source.is_dir():

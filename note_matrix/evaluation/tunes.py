@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from note_matrix import runs
-from note_matrix.abc import BarIndex, playable, to_midi
+from note_matrix.abc import BarIndex, Parsed, parse, playable, to_midi
 from note_matrix.errors import MidiError
 from note_matrix.evaluation.music_stats import Notes, compare
 from note_matrix.run_data import RunData
@@ -54,20 +54,21 @@ def copy_check(tunes: list[str], index: BarIndex) -> dict:
     }
 
 
-def midi_notes(tunes: list[str], folder: Path) -> tuple[list[Notes], dict]:
+def midi_notes(tunes: list[str], folder: Path, parses: list[Parsed] | None = None) -> tuple[list[Notes], dict]:
     """The notes of each tune written as MIDI in ``folder`` (``abc.to_midi``), and the failures:
     ``{"not_written": n, "mido": n, "pretty_midi": n, "first_error": str}`` (tunes music21 cannot
-    write; files mido or pretty_midi cannot open)."""
+    write; files mido or pretty_midi cannot open). ``parses``: each tune's ``abc.parse`` where the
+    caller has them, so music21 does not parse a tune again."""
     import mido
     import pretty_midi
 
     from note_matrix.midi import read_midi
 
     notes, failures = [], {"not_written": 0, "mido": 0, "pretty_midi": 0, "first_error": ""}
-    for number, tune in enumerate(tunes):
+    for number, (tune, parsed) in enumerate(zip(tunes, parses or [None] * len(tunes))):
         path = folder / f"{number}.mid"
         try:
-            to_midi(tune, path)
+            to_midi(tune, path, parsed)
             notes.append(Notes.from_events(read_midi(path)))
         except MidiError as error:
             failures["not_written"] += 1
@@ -84,10 +85,16 @@ def midi_notes(tunes: list[str], folder: Path) -> tuple[list[Notes], dict]:
 
 def tunes_at(texts: list[str], real: list[Notes], index: BarIndex, folder: Path) -> dict:
     """One temperature's entry: playable rate, reasons, MIDI checks, statistics, copy check."""
-    verdicts = [playable(text) for text in texts]
-    playable_texts = [text for text, verdict in zip(texts, verdicts) if verdict.ok]
-    reasons = Counter(_reason_kind(verdict.reason) for verdict in verdicts if not verdict.ok)
-    notes, failures = midi_notes(playable_texts, folder)
+    reasons, playable_texts, parses = Counter(), [], []
+    for text in texts:
+        parsed = parse(text)  # once, for playable and to_midi both
+        verdict = playable(text, parsed)
+        if verdict.ok:
+            playable_texts.append(text)
+            parses.append(parsed)
+        else:
+            reasons[_reason_kind(verdict.reason)] += 1
+    notes, failures = midi_notes(playable_texts, folder, parses)
     return {
         "tunes": len(texts),
         "playable": len(playable_texts),

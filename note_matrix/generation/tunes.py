@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from note_matrix import atomic
-from note_matrix.abc import Playability, playable, to_midi
+from note_matrix.abc import parse, playable, to_midi
 from note_matrix.errors import MidiError
 from note_matrix.representations.abc_chars import END
 
@@ -127,11 +127,10 @@ def _every_tune_ended(rows: np.ndarray) -> bool:
 @dataclass(frozen=True)
 class WrittenTune:
     """What ``write_tune`` wrote: the ``.abc`` file, the ``.mid`` file (None: not written, ``why_not``
-    says why), the tune's ``playability`` and the notes in the MIDI file."""
+    says why) and the notes in it."""
 
     abc_path: Path
     midi_path: Path | None
-    playability: Playability
     notes: int = 0
     why_not: str = ""
 
@@ -141,11 +140,12 @@ def write_tune(text: str, path: str | os.PathLike) -> WrittenTune:
     path = Path(path)
     abc_path, midi_path = path.with_suffix(".abc"), path.with_suffix(".mid")
     atomic.write_text(abc_path, text)
-    verdict = playable(text)
+    parsed = parse(text)
+    verdict = playable(text, parsed)
     if not verdict.ok:
-        return WrittenTune(abc_path, None, verdict, why_not=f"not playable: {verdict.reason}")
+        return WrittenTune(abc_path, None, why_not=f"not playable: {verdict.reason}")
     try:
-        notes = to_midi(text, midi_path)
+        notes = to_midi(text, midi_path, parsed)
     except MidiError as error:
-        return WrittenTune(abc_path, None, verdict, why_not=f"no MIDI file: {error.reason}")
-    return WrittenTune(abc_path, midi_path, verdict, notes)
+        return WrittenTune(abc_path, None, why_not=f"no MIDI file: {error.reason}")
+    return WrittenTune(abc_path, midi_path, notes)

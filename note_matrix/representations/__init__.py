@@ -41,6 +41,12 @@ def representation_class(name: str) -> type[Representation]:
     return getattr(importlib.import_module(module), attribute)
 
 
+def primed_by_seed(name: str) -> bool:
+    """Whether ``generate.py`` primes runs of representation ``name`` with a seed MIDI file: every one
+    that decodes to MIDI (``decodes_to``); ``abc_chars``' tunes start from ``<start>`` and need none."""
+    return representation_class(name).decodes_to == ".mid"
+
+
 def create(name: str, **options) -> Representation:
     """A new representation by registry name, with its default options."""
     return representation_class(name)(**options)

@@ -129,10 +129,3 @@ class AbcChars(SymbolSteps):
     # -- saving ------------------------------------------------------------------------
     def to_json(self) -> dict:
         return {"name": self.name, "embedding": self.embedding, "characters": self.characters}
-
-    @classmethod
-    def from_json(cls, data: dict) -> AbcChars:
-        unknown = sorted(set(data) - {"name", *cls.options})
-        if unknown:
-            raise ValueError(f"{cls.name} has no option {unknown[0]!r}")
-        return cls(**{key: data[key] for key in cls.options if key in data})

@@ -250,10 +250,3 @@ class ChordTokens(SymbolSteps):
             "embedding": self.embedding,
             "chords": [list(chord) for chord in self.chords],
         }
-
-    @classmethod
-    def from_json(cls, data: dict) -> ChordTokens:
-        unknown = sorted(set(data) - {"name", *cls.options})
-        if unknown:
-            raise ValueError(f"{cls.name} has no option {unknown[0]!r}")
-        return cls(**{key: data[key] for key in cls.options if key in data})

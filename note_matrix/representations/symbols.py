@@ -10,6 +10,7 @@ step, and set beside repeat, unigram, Markov-chain and interpolated n-gram basel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -26,8 +27,16 @@ class SymbolSteps(Representation):
     a subclass sets ``vocabulary`` and ``embedding``."""
 
     heads = ("categorical",)
+    options: ClassVar[tuple[str, ...]]  # the constructor's arguments, saved by ``to_json``
     vocabulary: int
     embedding: int
+
+    @classmethod
+    def from_json(cls, data: dict) -> SymbolSteps:
+        unknown = sorted(set(data) - {"name", *cls.options})
+        if unknown:
+            raise ValueError(f"{cls.name} has no option {unknown[0]!r}")
+        return cls(**{key: data[key] for key in cls.options if key in data})
 
     def inputs(self) -> InputSpec:
         return InputSpec("tokens", 1, vocabulary=self.vocabulary, embedding=self.embedding)

@@ -65,8 +65,9 @@ def attempt(sweep: Sweep, point: Point, stopped: Callable[[], bool], keep_fds: t
     outcome = read_outcome(sweep.run_dir(point), shlex.join(command), started, seconds)
     if code == 0:
         return outcome
-    status = INTERRUPTED if stopped() else FAILED  # with what the run got to, if it finished an epoch
-    return replace(outcome, status=status, failure=_failure(code, _tail(log, offset), status))
+    if stopped():  # with what the run got to, if it finished an epoch
+        return replace(outcome, status=INTERRUPTED, failure=CONTINUED)
+    return replace(outcome, status=FAILED, failure=_failure(code, _tail(log, offset)))
 
 
 def clear_unstarted_run(run_dir: Path) -> None:
@@ -106,10 +107,8 @@ def _tail(log: Path, offset: int) -> list[str]:
         return [line.strip() for line in handle.read().splitlines() if line.strip()]
 
 
-def _failure(code: int, lines: list[str], status: str) -> str:
+def _failure(code: int, lines: list[str]) -> str:
     """One line: train.py's own error line, else the last line it printed (a traceback's exception)."""
-    if status == INTERRUPTED:
-        return CONTINUED
     if code < 0:
         return f"train.py was killed by signal {-code}"
     errors = [line for line in lines if line.startswith(ERROR_PREFIX)]

@@ -65,14 +65,14 @@ class Progress:
             self.bar.close()
 
 
-def _seed_flag(run_dir) -> str:
-    """`` --seed <song.mid>`` for a run whose representation writes MIDI; nothing for one that needs no
-    seed (``abc_chars``) or whose config cannot be read."""
-    from note_matrix.representations import representation_class
+def _seed_flag(run_dir: Path) -> str:
+    """`` --seed <song.mid>`` for a run generate.py primes with a seed; nothing for one that needs no
+    seed (``abc_chars``); the seed hint for one whose config cannot be read."""
+    from note_matrix.representations import primed_by_seed
 
     try:
         name = runs.read_json(run_dir / runs.CONFIG_FILE)["train"]["representation"]
-        return " --seed <song.mid>" if representation_class(name).decodes_to == ".mid" else ""
+        return " --seed <song.mid>" if primed_by_seed(name) else ""
     except (KeyError, TypeError, ValueError):  # no or another config.json: the usual hint
         return " --seed <song.mid>"
 
@@ -91,5 +91,6 @@ def summary(sweep: Sweep, results: list[PointResult]) -> str:
     ]
     for result in results:
         if result.best:
-            lines.append(f"Generate: python generate.py --model {folder / result.point.name}{_seed_flag(folder / result.point.name)}")
+            run_dir = sweep.run_dir(result.point)
+            lines.append(f"Generate: python generate.py --model {run_dir}{_seed_flag(run_dir)}")
     return "\n".join(lines)

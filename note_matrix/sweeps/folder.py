@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from note_matrix import atomic, runs
+from note_matrix import runs
 from note_matrix.sweeps.grid import Grid, Point, SweepError
 
 SWEEP_FILE = "sweep.json"
@@ -80,15 +80,15 @@ class Sweep:
     def save(self) -> None:
         """Write ``sweep.json``; ``SweepError`` if the folder holds another sweep."""
         path = self.folder / SWEEP_FILE
-        saved = runs.read_json(path) if path.exists() else None
-        if path.exists() and saved != self.to_json():
+        if runs.read_json(path) == self.to_json():
+            return
+        if path.exists():
             raise SweepError(
                 f"{self.folder} holds another sweep ({path}: other grid or train.py flags); "
                 "give the same arguments to continue it, or another --name"
             )
-        if saved is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            atomic.write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        runs.write_json(path, self.to_json())
 
     @classmethod
     def load(cls, folder: Path, train_script: Path) -> Sweep:

@@ -141,10 +141,11 @@ def parse_grid(specs: list[str], build_parser: Callable[[], argparse.ArgumentPar
     """The grid of ``specs`` (``["units=50,100", "dropout=0,0.1"]``), every key a train.py flag
     and every value one its parser accepts; ``SweepError`` naming the spec and the reason otherwise.
     ``build_parser``: train.py's ``build_parser``."""
-    options = _options(build_parser())
+    parser = _raising(build_parser())
+    options = _options(parser)
     keys = []
     for spec in specs:
-        key = _parse_key(spec, options, build_parser)
+        key = _parse_key(spec, options, parser)
         if any(key.name == other.name for other in keys):
             raise SweepError(f"--grid {spec}: {key.name} is given twice")
         keys.append(key)
@@ -158,12 +159,13 @@ def parse_grid(specs: list[str], build_parser: Callable[[], argparse.ArgumentPar
 def check_fixed_flags(flags: list[str], grid: Grid, build_parser: Callable[[], argparse.ArgumentParser]) -> None:
     """``SweepError`` unless ``flags`` (the train.py flags after ``--``) parse with train.py's parser,
     leave out the flags sweep.py sets itself, and set none of the grid's keys."""
+    parser = _raising(build_parser())
     try:
-        _raising(build_parser()).parse_args(flags)
+        parser.parse_args(flags)
     except SweepError as error:
         raise SweepError(f"the train.py flags after --: {error}") from None
     given = vars(_given_parser(build_parser()).parse_args(flags))
-    options = _options(build_parser())
+    options = _options(parser)
     for dest in given:
         if dest in MANAGED:
             raise SweepError(
@@ -174,13 +176,13 @@ def check_fixed_flags(flags: list[str], grid: Grid, build_parser: Callable[[], a
             raise SweepError(f"{key.option} is both a grid key and a flag after --; give it once")
 
 
-def _parse_key(spec: str, options: dict[str, argparse.Action], build_parser) -> Key:
+def _parse_key(spec: str, options: dict[str, argparse.Action], parser: argparse.ArgumentParser) -> Key:
     name, equals, text = spec.partition("=")
     name = name.strip().lstrip("-").replace("_", "-")
     if not equals or not name or not text:
         raise SweepError(f"--grid {spec}: expected KEY=V1,V2,... (e.g. units=50,100)")
     option = f"--{name}"
-    action = next((action for action in options.values() if option in action.option_strings), None)
+    action = options.get(_dest(options, option))
     if action is None:
         raise SweepError(f"--grid {spec}: train.py has no flag {option} (see python train.py --help)")
     if action.dest in MANAGED:
@@ -193,7 +195,7 @@ def _parse_key(spec: str, options: dict[str, argparse.Action], build_parser) -> 
         raise SweepError(f"--grid {spec}: {repeated[0]} is given twice")
     key = Key(name, option, values, _kind(action))
     for value in values:
-        _check_value(spec, key, value, build_parser)
+        _check_value(spec, key, value, parser)
     return key
 
 
@@ -203,11 +205,12 @@ def _kind(action: argparse.Action) -> str:
     return {int: "int", float: "float"}.get(action.type, "str")
 
 
-def _check_value(spec: str, key: Key, value: str, build_parser) -> None:
+def _check_value(spec: str, key: Key, value: str, parser: argparse.ArgumentParser) -> None:
+    """``SweepError`` unless ``parser`` (train.py's, raising: ``_raising``) accepts the key set to ``value``."""
     if key.kind == "bool" and value not in SWITCH_VALUES:
         raise SweepError(f"--grid {spec}: {key.option} is a switch; its values are true and false, not {value!r}")
     try:
-        _raising(build_parser()).parse_args(key.flags(value))
+        parser.parse_args(key.flags(value))
     except SweepError as error:
         raise SweepError(f"--grid {spec}: {error}") from None
 

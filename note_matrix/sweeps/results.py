@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from note_matrix import atomic, runs
-from note_matrix.sweeps.attempt import DONE, INTERRUPTED
+from note_matrix.sweeps.attempt import DONE, FAILED, INTERRUPTED
 from note_matrix.sweeps.folder import RESULTS_CSV, RESULTS_MD, Sweep
 from note_matrix.sweeps.grid import Point
 from note_matrix.sweeps.study import STALE, trials_by_point
@@ -49,8 +49,8 @@ class PointResult:
 def validation_accuracy(run_dir: Path, best_epoch: int | None) -> float | None:
     """``val_accuracy`` at ``best_epoch`` (1-based) in the run's ``history.json``; None where it has none
     (a head without an accuracy, a run not done)."""
-    history = runs.read_json(run_dir / runs.HISTORY_FILE) if (run_dir / runs.HISTORY_FILE).is_file() else None
-    values = ((history or {}).get("epochs") or {}).get("val_accuracy") if isinstance(history, dict) else None
+    history = runs.read_json(run_dir / runs.HISTORY_FILE)
+    values = (history.get("epochs") or {}).get("val_accuracy") if isinstance(history, dict) else None
     if best_epoch is None or not isinstance(values, list) or not 0 < best_epoch <= len(values):
         return None
     value = values[best_epoch - 1]
@@ -68,7 +68,7 @@ def point_result(point: Point, trials: list[FrozenTrial]) -> PointResult:
     seconds = sum(other.user_attrs.get("seconds", 0.0) for other in tried)
     if trial.state == TrialState.RUNNING:  # a worker killed outright; the next run of the sweep continues it
         return PointResult(point, INTERRUPTED, seconds, run_dir=point.name, failure=STALE)
-    status = DONE if complete else attributes.get("status", "failed")
+    status = DONE if complete else attributes.get("status", FAILED)
     return PointResult(
         point,
         status,
@@ -89,7 +89,8 @@ def collect(sweep: Sweep, study: optuna.Study) -> list[PointResult]:
     results = [point_result(point, by_point.get(point.name, [])) for point in sweep.grid.points()]
     results = [
         replace(result, accuracy=validation_accuracy(sweep.folder / result.run_dir, result.best_epoch))
-        if result.status == DONE and result.run_dir else result
+        if result.status == DONE and result.run_dir
+        else result
         for result in results
     ]
     done = [result for result in results if result.status == DONE]
@@ -144,7 +145,11 @@ def write_results(sweep: Sweep, results: list[PointResult]) -> None:
     text = (
         f"# Sweep {sweep.name}\n\n{done} of {len(results)} points done. Best validation value: the value each run "
         f"kept its best model by ({', '.join(names) or 'none yet'}), at that epoch"
-        + ("; val_accuracy: the validation accuracy at that epoch" if any(r.accuracy is not None for r in results) else "")
+        + (
+            "; val_accuracy: the validation accuracy at that epoch"
+            if any(r.accuracy is not None for r in results)
+            else ""
+        )
         + "; time: train.py's wall time.\n\n"
         f"{markdown_table(sweep, results)}"
     )
@@ -159,8 +164,18 @@ def csv_text(sweep: Sweep, results: list[PointResult]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
         [key.name for key in sweep.grid.keys]
-        + ["status", "monitor", "best_value", "val_accuracy", "best_epoch", "epochs", "seconds", "best", "run_dir",
-           "failure"]
+        + [
+            "status",
+            "monitor",
+            "best_value",
+            "val_accuracy",
+            "best_epoch",
+            "epochs",
+            "seconds",
+            "best",
+            "run_dir",
+            "failure",
+        ]
     )
     for result in results:
         writer.writerow(

@@ -135,13 +135,17 @@ def _watch(
         if signals.count and not told:
             print(STOPPING, file=sys.stderr, flush=True)
             told = True
-        for trial in study.get_trials(deepcopy=False):
-            if trial.number in seen or trial.state not in (TrialState.COMPLETE, TrialState.FAIL) or not trial.params:
-                continue
+        ended = [
+            trial
+            for trial in study.get_trials(deepcopy=False)
+            if trial.number not in seen and trial.state in (TrialState.COMPLETE, TrialState.FAIL) and trial.params
+        ]
+        by_point = trials_by_point(study, sweep.grid) if ended else {}
+        for trial in ended:
             seen.add(trial.number)
             point = sweep.grid.point(trial.params)
             finished += 1
-            report.point(point_result(point, trials_by_point(study, sweep.grid)[point.name]), finished, total)
+            report.point(point_result(point, by_point[point.name]), finished, total)
         if not running:
             return
         time.sleep(POLL_SECONDS)
