@@ -19,7 +19,9 @@ split (as training's val_loss measures it), then --tunes tunes are generated at 
 --temperatures (seeded by --random-seed): the playable rate, the music statistics of the
 playable tunes as MIDI beside the split's real tunes, MIDI files mido or pretty_midi
 cannot open, and the copy check (the longest run of bars copied verbatim from one
-training tune, flagged above 2). Saved under the split's name.
+training tune, flagged above 2). Saved under the split's name. --well-formed draws the
+tunes as generate.py --well-formed does (each header line and bar checked as it is drawn;
+saved under "<split>_well_formed").
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help="seed of the tunes' random numbers (default: %(default)s)")
     tunes.add_argument("--length", type=bounded_int(1, 100_000), default=None, metavar="N",
                        help="characters per tune at most, if <end> does not come first (default: 1000)")
+    tunes.add_argument("--well-formed", action="store_true",
+                       help="draw the tunes as generate.py --well-formed does (each header line and bar checked as "
+                            "it is drawn, and drawn again when refused); saved under '<split>_well_formed'")
     parser.add_argument("--quiet", action="store_true", help="no progress bar while encoding")
     return parser.parse_args(argv)
 
@@ -86,10 +91,10 @@ def main(argv=None) -> int:
             evaluation.require_test_files(data, args.split)  # before Keras loads the model
             model = runs.load_model(run_dir)
             run_data.encode(data, progress=not args.quiet)
-            key = args.split
+            key = f"{args.split}_well_formed" if args.well_formed else args.split
             result = evaluation.evaluate_tunes(data, model, split=args.split, temperatures=args.temperatures,
                                                tunes=args.tunes, random_seed=args.random_seed, length=args.length,
-                                               progress=not args.quiet)
+                                               well_formed=args.well_formed, progress=not args.quiet)
             table = evaluation.format_tunes(result, run_dir)
         else:
             evaluation.require_test_files(data, args.split)  # before Keras loads the model

@@ -20,7 +20,10 @@ writes a tune after <start> (a warm-up tune before it, as training showed tunes 
 back), or after the opening given by --prime "X:1\\nT:...\\nK:G\\n",
 one character per step (state carried) until <end> or --length characters (default 1000),
 as generated.abc and, when the tune is playable, generated.mid; an unplayable tune is
-written as text only, with the reason printed.
+written as text only, with the reason printed. Each header line and bar is checked as it
+is drawn (note_matrix.abc.checker) and a refused one drawn again from the state where it
+began, so that nearly every tune plays (README, "Folk tunes in ABC"); --no-well-formed
+draws every character as the network gives it.
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--prime", default=None, metavar="TEXT",
                         help="an abc_chars run: the opening of the tune after <start>, \\n a newline "
                              "(default: <start> alone)")
+    parser.add_argument("--well-formed", action=argparse.BooleanOptionalAction, default=None,
+                        help="an abc_chars run: check each header line and bar as it is drawn and draw it again "
+                             "when it is refused (a field music21 cannot read, a bar longer than its time "
+                             "signature, too many short bars), so that nearly every tune plays (default: on; "
+                             "--no-well-formed: every character as the network draws it)")
     add_run_arguments(parser)
     parser.add_argument("--length", type=positive_length, default=None,
                         help=f"rows (note events; characters for an abc_chars run, which stops earlier at <end>) "
@@ -183,12 +191,18 @@ def generate_tunes(args: argparse.Namespace, run_dir: Path, config: RunConfig, r
     model = runs.load_model(run_dir)
     length = args.length or TUNE_LENGTH
     generator = generation.tune_generator(model, representation, head, sampling)
-    tunes = generation.generate_tunes(generator, representation, head, primer, args.num_outputs, length,
-                                      sampling=sampling, progress=not args.quiet)
+    if args.well_formed is not False:
+        tunes = generation.generate_well_formed(generator, representation, primer, args.num_outputs, length,
+                                                sampling=sampling, progress=not args.quiet)
+    else:
+        tunes = generation.generate_tunes(generator, representation, head, primer, args.num_outputs, length,
+                                          sampling=sampling, progress=not args.quiet)
     lines = []
     for path, tune in zip(generation.output_paths(args.out or run_dir / "generated.abc", args.num_outputs), tunes):
         written = generation.write_tune(tune.text, path)
         end = "ended at <end>" if tune.ended else f"cut at --length {length}, no <end>"
+        if args.well_formed is not False:
+            end += f", {tune.refused} piece(s) refused and drawn again"
         lines.append(f"wrote {written.abc_path}: {len(tune.text)} characters ({run_dir.name}, primer "
                      f"{primer.describe()}, {how}, {end})")
         if written.midi_path is None:
@@ -225,9 +239,9 @@ def main(argv=None) -> int:
             lines = generate_tunes(args, run_dir, config, representation)
             print("\n".join(lines))
             return 0
-        if args.seed is None or args.prime is not None:
+        if args.seed is None or args.prime is not None or args.well_formed is not None:
             raise RunError(f"{run_dir.name} is a {representation.name} run: prime it with --seed (a MIDI file); "
-                           "--prime is for abc_chars runs")
+                           "--prime and --(no-)well-formed are for abc_chars runs")
         window_length = config.train.window_length
         primer = read_primer(args.seed, representation, window_length)
 

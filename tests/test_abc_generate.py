@@ -88,11 +88,12 @@ def test_generate_writes_the_tune_after_the_prime(abc_run, tmp_path, capsys):
             "3",
             "--out",
             str(out),
+            "--no-well-formed",
             "--quiet",
         ]
     )
     printed = capsys.readouterr().out
-    assert code == 0
+    assert code == 0 and "refused" not in printed
     text = out.read_text(encoding="utf-8")
     assert text.startswith("X:1\nT:Tune\nM:4/4\nL:1/8\nK:G\n")
     assert 0 < len(text) - len("X:1\nT:Tune\nM:4/4\nL:1/8\nK:G\n") <= 60
@@ -203,3 +204,66 @@ def test_evaluate_flags_generated_tunes_that_are_training_tunes(abc_run, monkeyp
     assert entry["midi_failures"] == {"not_written": 0, "mido": 0, "pretty_midi": 0, "first_error": ""}
     assert entry["statistics"]["generated"]["files"] == 2
     assert "! copy check: at T=1 a tune repeats more than 2 consecutive bars" in printed
+
+
+class Unchecked:
+    """A checker that forbids nothing and refuses once, at drawn character ``refuse_at`` (None: never):
+    it is then back at the primer, where the sampler must restore the network's state too."""
+
+    refuse_at = None
+
+    def __init__(self, primer: str, characters: str):
+        self.primer, self.text, self.ended, self.refusals, self.piece_ended = primer, primer, False, 0, False
+        self.back = 0
+
+    def forbidden(self):
+        return frozenset()
+
+    def take(self, symbol: str) -> bool:
+        if symbol == "<end>":
+            self.ended = True
+            return True
+        if len(self.text) - len(self.primer) == self.refuse_at and not self.refusals:
+            self.refusals, self.text = 1, self.primer
+            return False
+        self.text += "\0" if symbol in ("<start>", "<unk>") else symbol  # drawn, written as nothing
+        return True
+
+
+class RefusesOnce(Unchecked):
+    refuse_at = 7
+
+
+def test_well_formed_sampling_steps_as_the_compiled_loop_and_restores_the_state_of_a_refused_piece(abc_run):
+    from note_matrix import runs
+    from note_matrix.config import RunConfig
+    from note_matrix.generation.tunes import generate_tunes, generate_well_formed, tune_generator, tune_primer
+
+    config = RunConfig.read(abc_run)
+    representation, head = config.build_representation(), config.head()
+    generator = tune_generator(runs.load_model(abc_run), representation, head)
+    primer = tune_primer(representation, "X:1\n")
+    compiled = generate_tunes(generator, representation, head, primer, 2, 40)  # argmax: no sampling
+    for checker in (Unchecked, RefusesOnce):
+        stepped = generate_well_formed(generator, representation, primer, 2, 40, checker=checker)
+        assert [tune.text.replace("\0", "") for tune in stepped] == [tune.text for tune in compiled], checker
+        assert [tune.refused for tune in stepped] == [checker.refuse_at is not None] * 2
+
+
+def test_generate_and_evaluate_well_formed(abc_run, tmp_path, capsys):
+    import evaluate
+    import generate
+
+    out = tmp_path / "wf.abc"
+    argv = ["--model", str(abc_run), "--length", "200", "--random-seed", "1", "--out", str(out)]  # checked by default
+    assert generate.main([*argv, "--num-outputs", "2", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("piece(s) refused and drawn again") == 2
+    for path in (tmp_path / "wf-1.abc", tmp_path / "wf-2.abc"):
+        assert f"wrote {path}: {len(path.read_text(encoding='utf-8'))} characters" in printed
+    argv = ["--model", str(abc_run), "--split", "validation", "--tunes", "2", "--temperatures", "1.0", "--quiet"]
+    assert evaluate.main([*argv, "--well-formed"]) == 0
+    printed = capsys.readouterr().out
+    entry = json.loads((abc_run / "evaluation.json").read_text())["validation_well_formed"]
+    assert entry["well_formed"] and entry["temperatures"]["1"]["mean_refused"] >= 0
+    assert "well-formed sampling" in printed and "refused/tune" in printed

@@ -298,6 +298,15 @@ def test_window_method_from_the_command_line(trained_run, song_folder, tmp_path,
     assert "window)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("flag", ["--well-formed", "--no-well-formed"])
+def test_abc_sampling_flags_on_a_midi_run_are_one_line_errors(trained_run, song_folder, tmp_path, flag, capsys):
+    argv = ["--seed", str(song_folder / "song1.mid"), "--model", str(trained_run), flag, "--quiet"]
+    assert generate.main([*argv, "--out", str(tmp_path / "x.mid")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--(no-)well-formed are for abc_chars runs" in err
+    assert not (tmp_path / "x.mid").exists()
+
+
 @pytest.mark.parametrize("argv", [["--num-outputs", "0"], ["--num-outputs", "257"], ["--method", "beam"],
                                   ["--num-outputs", "20", "--length", "60000"]])
 def test_bad_generation_flags_get_usage(argv, capsys):

@@ -41,10 +41,11 @@ def voice_bars(handler) -> list[list[Bar]]:
     """The bars of each voice of a processed ``music21.abcFormat.ABCHandler``, in order."""
     collections = handler.splitByVoice()
     voices = collections if len(collections) == 1 else [collections[0] + voice for voice in collections[1:]]
-    return [_bars(voice.tokens) for voice in voices]
+    return [read_bars(voice.tokens) for voice in voices]
 
 
-def _bars(tokens) -> list[Bar]:
+def read_bars(tokens) -> list[Bar]:
+    """The bars of one voice's music21 ABC tokens, in order."""
     from music21 import abcFormat
 
     bars: list[Bar] = []

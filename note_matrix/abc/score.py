@@ -70,7 +70,12 @@ def parse(tune: str) -> Parsed:
             error = ""
         except Exception as exception:  # noqa: BLE001 (music21 raises many kinds on bad ABC; each means "does not parse")
             handler, score, error = None, None, one_line(exception)
-    return Parsed(score, handler, error, tuple(_GUESSED_PITCH.findall(held_back.getvalue())))
+    return Parsed(score, handler, error, guessed_pitches(held_back.getvalue()))
+
+
+def guessed_pitches(printed: str) -> tuple[str, ...]:
+    """The note texts music21 said (in ``printed``, what ``quietly`` held back) it played as a C."""
+    return tuple(_GUESSED_PITCH.findall(printed))
 
 
 @contextlib.contextmanager

@@ -122,12 +122,20 @@ def evaluate_tunes(
     tunes: int = DEFAULT_TUNES,
     random_seed: int = 0,
     length: int | None = None,
+    well_formed: bool = False,
     progress: bool = False,
 ) -> dict:
     """The entry for ``evaluation.json``: ``split``'s NLL per character and, per temperature, the
-    tunes' entry (``tunes_at``). ``data`` must be encoded (``run_data.encode``)."""
+    tunes' entry (``tunes_at``). ``data`` must be encoded (``run_data.encode``). ``well_formed``:
+    draw the tunes with ``generation.tunes.generate_well_formed`` (each header line and bar checked)."""
     from note_matrix.generation.sampling import Sampling
-    from note_matrix.generation.tunes import DEFAULT_LENGTH, generate_tunes, tune_generator, tune_primer
+    from note_matrix.generation.tunes import (
+        DEFAULT_LENGTH,
+        generate_tunes,
+        generate_well_formed,
+        tune_generator,
+        tune_primer,
+    )
     from note_matrix.training.windows import stream_loss
 
     train = data.config.train
@@ -145,6 +153,7 @@ def evaluate_tunes(
         "nll_per_character": nll,
         "random_seed": random_seed,
         "length": length,
+        "well_formed": well_formed,
         "temperatures": {},
         "notes": list(data.notes),
     }
@@ -155,15 +164,18 @@ def evaluate_tunes(
             sampling = Sampling(float(temperature), None, random_seed)
             started = time.perf_counter()
             generator = tune_generator(model, representation, head, sampling)
-            texts = [
-                tune.text
-                for tune in generate_tunes(
+            if well_formed:
+                drawn = generate_well_formed(
+                    generator, representation, primer, tunes, length, sampling=sampling, progress=progress
+                )
+            else:
+                drawn = generate_tunes(
                     generator, representation, head, primer, tunes, length, sampling=sampling, progress=progress
                 )
-            ]
             seconds = time.perf_counter() - started
-            entry = tunes_at(texts, real, index, Path(folder))
+            entry = tunes_at([tune.text for tune in drawn], real, index, Path(folder))
             entry["generation_seconds"] = seconds
+            entry["mean_refused"] = float(np.mean([tune.refused for tune in drawn])) if drawn else 0.0
             result["temperatures"][f"{temperature:g}"] = entry
     return result
 
@@ -184,10 +196,13 @@ def format_tunes(result: dict, run_dir: str | Path = "") -> str:
         "",
         (
             f"{per_temperature} tunes per temperature (--random-seed {result['random_seed']}, at most "
-            f"{result['length']} characters each):"
+            f"{result['length']} characters each"
+            + (", well-formed sampling: header lines and bars checked as drawn" if result.get("well_formed") else "")
+            + "):"
         ),
         "",
-        "temperature  playable  rate    mean chars  longest copy (bars)    MIDI failures  seconds",
+        "temperature  playable  rate    mean chars  longest copy (bars)    MIDI failures  seconds"
+        + ("  refused/tune" if result.get("well_formed") else ""),
     ]
     for name, entry in entries.items():
         copies, failures = entry["copies"], entry["midi_failures"]
@@ -197,6 +212,7 @@ def format_tunes(result: dict, run_dir: str | Path = "") -> str:
             f"{name:>11}  {entry['playable']:>4}/{entry['tunes']:<4}{entry['playable_rate']:>5.0%}  "
             f"{entry['mean_characters']:>10.0f}  {copies['max_bars']:>19}{flag}  {unreadable:>15}  "
             f"{entry['generation_seconds']:>7.1f}"
+            + (f"  {entry.get('mean_refused', 0.0):>12.1f}" if result.get("well_formed") else "")
         )
     lines.append("")
     for name, entry in entries.items():

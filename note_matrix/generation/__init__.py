@@ -28,7 +28,9 @@ _EXPORTS = {
     "note_matrix.generation.output": ("output_paths", "spread_primers", "write_audio", "write_piano_roll"),
     "note_matrix.generation.primer": ("Primer", "read_primer"),
     "note_matrix.generation.sampling": ("Sampling", "check_model", "row_function", "sampling_noise"),
-    "note_matrix.generation.tunes": ("generate_tunes", "tune_generator", "tune_primer", "unescape", "write_tune"),
+    "note_matrix.generation.tunes": (
+        "generate_tunes", "generate_well_formed", "tune_generator", "tune_primer", "unescape", "write_tune",
+    ),
     "note_matrix.runs": ("load_model",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

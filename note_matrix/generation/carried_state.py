@@ -229,6 +229,8 @@ class CarriedStateGenerator:
         self.traces: Counter[str] = Counter()
         self._prime = compile_function(self._prime_body)
         self._run = compile_function(self._run_body)
+        self._output = compile_function(self._output_body)
+        self._advance = compile_function(self._advance_body)
 
     # The two compiled functions. Arguments are tensors only (nested tuples of them).
     def _prime_body(self, weights, primers):
@@ -262,6 +264,31 @@ class CarriedStateGenerator:
 
         states, _, rows = ops.fori_loop(0, steps, body, (states, previous, rows))
         return states, ops.transpose(rows, (1, 0, 2))
+
+    def _output_body(self, weights, states):
+        """The model's output ``(N, width)`` from ``states``."""
+        self.traces["output"] += 1
+        return _head(self._head, weights[1], states[-1][0])
+
+    def _advance_body(self, weights, states, row):
+        """``(states, output)`` after one more row ``(N, F)``."""
+        self.traces["advance"] += 1
+        recurrent_weights, head_weights = weights
+        states = _stack_step(self._recurrent, recurrent_weights, states, row)
+        return states, _head(self._head, head_weights, states[-1][0])
+
+    # Step by step, for a caller that decides each row in Python (``generation.tunes``' well-formed sampling).
+    def start(self, primers: np.ndarray) -> tuple[tuple, np.ndarray]:
+        """``(states, output (N, width))`` after the primer rows ``(N, k >= 1, F)``, as NumPy arrays
+        (``states``: a tuple per layer of the layer's ``(N, units)`` arrays)."""
+        weights = self._weights()
+        states = self._prime(weights, np.asarray(primers, dtype=self.dtype))
+        return _to_numpy(states), ops.convert_to_numpy(self._output(weights, states))
+
+    def advance(self, states: tuple, rows: np.ndarray) -> tuple[tuple, np.ndarray]:
+        """``(states, output)`` after one more row of each piece, ``rows`` ``(N, F)``."""
+        states, output = self._advance(self._weights(), states, np.asarray(rows, dtype=self.dtype))
+        return _to_numpy(states), ops.convert_to_numpy(output)
 
     def _weights(self) -> tuple:
         """The model's variables as tensors, now (the model is the single source)."""
@@ -318,3 +345,8 @@ class CarriedStateGenerator:
                 if until is not None and until(out[:, : min(start + steps, length)]):
                     return out[:, : min(start + steps, length)]
         return out[:, :length]
+
+
+def _to_numpy(states: tuple) -> tuple:
+    return tuple(tuple(np.array(ops.convert_to_numpy(part)) for part in layer) for layer in states)
+

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from note_matrix import atomic
 from note_matrix.abc import parse, playable, to_midi
@@ -87,10 +88,12 @@ def tune_generator(model, representation, head, sampling=None):
 
 @dataclass(frozen=True)
 class Tune:
-    """A generated tune: its ``text`` and whether it ``ended`` with ``<end>`` (else it was cut at the length)."""
+    """A generated tune: its ``text``, whether it ``ended`` with ``<end>`` (else it was cut at the length)
+    and, drawn with ``generate_well_formed``, how many pieces the checker ``refused``."""
 
     text: str
     ended: bool
+    refused: int = 0
 
 
 def generate_tunes(
@@ -118,6 +121,101 @@ def generate_tunes(
         ended = bool(np.any(drawn == END))
         tunes.append(Tune(representation.text(np.concatenate([primer.tune_tokens, drawn])), ended))
     return tunes
+
+
+MAX_STEPS_PER_CHARACTER = 10  # well-formed sampling stops after this many steps per character of --length
+
+
+def generate_well_formed(
+    generator,
+    representation,
+    primer: TunePrimer,
+    count: int,
+    length: int,
+    *,
+    sampling=None,
+    progress: bool = False,
+    checker=None,
+) -> list[Tune]:
+    """``count`` tunes as ``generate_tunes`` draws them, each checked as it is drawn
+    (``abc.checker.TuneChecker``): a header line or bar that is refused is drawn again from the
+    state where it began, and symbols that cannot be right there are never drawn.
+
+    One step feeds every tune one character (``CarriedStateGenerator.start``/``advance``),
+    drawn in NumPy with ``sampling``'s temperature and top-k from ``numpy.random.default_rng``
+    (its random seed); ``sampling`` None: the most likely symbol. A tune ends at ``<end>``, at
+    ``length`` characters, or when the batch has run ``MAX_STEPS_PER_CHARACTER * length`` steps.
+    ``checker``: makes a tune's checker from the primer text and the run's characters (default
+    ``TuneChecker``; tests give others).
+    """
+    from note_matrix.abc.checker import TuneChecker
+    from note_matrix.representations.abc_chars import SPECIAL_SYMBOLS
+
+    symbols = [*SPECIAL_SYMBOLS, *representation.characters]
+    rng = np.random.default_rng(0 if sampling is None else sampling.random_seed)
+    checkers = [(checker or TuneChecker)(primer.text, representation.characters) for _ in range(count)]
+    states, output = generator.start(np.repeat(primer.tokens[None], count, axis=0))
+    kept = [[_row(states, output, index)] for index in range(count)]  # each tune's state where each piece began
+    masks: dict[frozenset, np.ndarray] = {}
+    done = np.zeros(count, dtype=bool)
+    with tqdm(total=count, desc="tunes", unit="tune", disable=not progress) as bar:
+        for _ in range(MAX_STEPS_PER_CHARACTER * length):
+            forbidden = np.stack([_mask(masks, symbols, checker.forbidden()) for checker in checkers])
+            drawn = _draw(output, forbidden, sampling, rng)
+            refused, closed = [], []
+            for index in np.flatnonzero(~done):
+                checker = checkers[index]
+                if not checker.take(symbols[drawn[index]]):
+                    refused.append(index)
+                    del kept[index][len(kept[index]) - checker.back :]
+                elif checker.piece_ended:
+                    closed.append(index)
+                if checker.ended or len(checker.text) - len(primer.text) >= length:
+                    done[index] = True
+                    bar.update()
+            if done.all():
+                break
+            states, output = generator.advance(states, drawn[:, None])
+            for index in refused:
+                _restore(states, output, index, kept[index][-1])
+            for index in closed:
+                kept[index].append(_row(states, output, index))
+    return [Tune(checker.text, checker.ended, checker.refusals) for checker in checkers]
+
+
+def _row(states: tuple, output: np.ndarray, index: int) -> tuple:
+    """Tune ``index``'s state and output, copied."""
+    return tuple(tuple(part[index].copy() for part in layer) for layer in states), output[index].copy()
+
+
+def _restore(states: tuple, output: np.ndarray, index: int, row: tuple) -> None:
+    """Tune ``index``'s state and output set back to ``row`` (``_row``'s), in place."""
+    for layer, saved_layer in zip(states, row[0]):
+        for part, saved in zip(layer, saved_layer):
+            part[index] = saved
+    output[index] = row[1]
+
+
+def _mask(masks: dict, symbols: list[str], forbidden: frozenset) -> np.ndarray:
+    if forbidden not in masks:
+        masks[forbidden] = np.array([symbol in forbidden for symbol in symbols])
+    return masks[forbidden]
+
+
+def _draw(output: np.ndarray, forbidden: np.ndarray, sampling, rng) -> np.ndarray:
+    """One symbol per row of logits ``output`` ``(N, V)``, never a ``forbidden`` one: the argmax
+    (``sampling`` None or at temperature 0), else a draw from ``softmax(output / T)`` over the top-k."""
+    logits = np.where(forbidden, -np.inf, output.astype(np.float64))
+    if sampling is None or not sampling.samples:
+        return np.argmax(logits, axis=-1).astype(np.int32)
+    scaled = logits / sampling.temperature
+    if sampling.top_k is not None and sampling.top_k < scaled.shape[-1]:
+        kth = -np.sort(-scaled, axis=-1)[:, sampling.top_k - 1 : sampling.top_k]
+        scaled = np.where(scaled >= kth, scaled, -np.inf)
+    probabilities = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
+    cdf = np.cumsum(probabilities, axis=-1)
+    threshold = (1.0 - rng.random(len(cdf)))[:, None] * cdf[:, -1:]  # in (0, 1]: a zero-probability symbol is never drawn
+    return np.minimum(np.sum(cdf < threshold, axis=-1), cdf.shape[-1] - 1).astype(np.int32)
 
 
 def _every_tune_ended(rows: np.ndarray) -> bool:
