@@ -13,7 +13,9 @@ unless --temperature is given, then adds Gaussian noise of the run's residual sp
 (calibration.json) times T. --argmax (or --temperature 0) takes the most likely row,
 --top-k K draws the pitch among the K most likely notes, --random-seed N repeats a
 sampled output exactly (the seed used is printed). --plot writes a piano-roll PNG and
---audio a WAV beside each MIDI file.
+--audio a WAV beside each MIDI file. --max-copied N (a note_events run) keeps every piece
+from copying more than N consecutive notes of one training file: a note that would is
+drawn again (note_matrix.generation.copy_guard).
 
 An abc_chars run (folk tunes as ABC text) needs no seed: python generate.py --model RUN
 writes a tune after <start> (a warm-up tune before it, as training showed tunes back to
@@ -48,6 +50,7 @@ DEFAULT_LENGTH = 500  # rows per piece of a MIDI run (an abc_chars run: generati
 MAX_NUM_OUTPUTS = 256  # pieces per run
 MAX_TOTAL_ROWS = 1_000_000  # --num-outputs x --length: 12 MB of rows, a few minutes at batch 32
 METHODS = ("carried", "window")
+MAX_COPIED = 32  # --max-copied: notes
 
 
 positive_length = bounded_int(1, MAX_LENGTH)
@@ -93,6 +96,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     sampling.add_argument("--random-seed", type=bounded_int(0, 2**32 - 1), default=None, metavar="N",
                           help="seed of the random numbers: the same seed and flags give the same file "
                                "(default: a new one each time, printed)")
+    sampling.add_argument("--max-copied", type=bounded_int(1, MAX_COPIED), default=None, metavar="N",
+                          help="a note_events run: copy no more than N consecutive notes (in onset order) of any "
+                               "training file; a note that would is drawn again, avoiding that pitch "
+                               "(default: no limit)")
     render = parser.add_argument_group("pictures and sound")
     render.add_argument("--plot", action="store_true", help="also write a piano-roll PNG beside each MIDI file")
     render.add_argument("--audio", action="store_true", help="also write a WAV beside each MIDI file")
@@ -227,6 +234,45 @@ def plot_and_audio(args: argparse.Namespace, midi_path: Path, title: str) -> lis
     return lines
 
 
+def check_max_copied(args: argparse.Namespace, run_dir: Path, representation) -> None:
+    """``RunError`` unless --max-copied can guard this run: note events, generated with the carried state."""
+    from note_matrix.generation.copy_guard import guards
+
+    if not guards(representation):
+        raise RunError(f"--max-copied is for note_events runs; {run_dir.name} is a {representation.name} run")
+    if args.method != "carried":
+        raise RunError("--max-copied generates with the carried state only (leave out --method window)")
+
+
+def read_copy_guard(run_dir: Path, max_copied: int):
+    """--max-copied's ``CopyGuard`` from the run's training files (read before Keras loads)."""
+    from note_matrix.generation import CopyGuard
+
+    guard = CopyGuard.from_run(run_dir, max_copied)
+    if guard.skipped:
+        name, reason = next(iter(guard.skipped.items()))
+        print(f"note: {len(guard.skipped)} of the run's training files cannot be read (first: {name}: {reason}); "
+              "--max-copied leaves them out, as evaluate.py --generated does")
+    return guard
+
+
+def generate_pieces(args: argparse.Namespace, model, primers, representation, head, sampling, guard,
+                    tempo_us_per_beat: int):
+    """``(rows (N, length, F), per piece the clause its printed line ends with)``: --max-copied's
+    redraws and kept copies with a ``guard``, else nothing."""
+    from note_matrix import generation
+
+    if guard is None:
+        rows = generation.generate_rows(model, primers, args.length, representation, head, method=args.method,
+                                        progress=not args.quiet, sampling=sampling)
+        return rows, [""] * len(rows)
+    guarded = generation.generate_uncopied(model, primers, args.length, representation, head, guard,
+                                           tempo_us_per_beat=tempo_us_per_beat, sampling=sampling,
+                                           progress=not args.quiet)
+    return guarded.rows, [f", --max-copied {guard.max_copied}: {redrawn} row(s) drawn again, {copies} kept as "
+                          f"copies" for redrawn, copies in zip(guarded.redrawn, guarded.copies)]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -235,6 +281,8 @@ def main(argv=None) -> int:
         run_dir = runs.find_run(args.model, args.logdir)
         config = RunConfig.read(run_dir)
         representation = config.build_representation()
+        if args.max_copied is not None:
+            check_max_copied(args, run_dir, representation)
         if not representations.primed_by_seed(representation.name):
             lines = generate_tunes(args, run_dir, config, representation)
             print("\n".join(lines))
@@ -244,6 +292,7 @@ def main(argv=None) -> int:
                            "--prime and --(no-)well-formed are for abc_chars runs")
         window_length = config.train.window_length
         primer = read_primer(args.seed, representation, window_length)
+        guard = None if args.max_copied is None else read_copy_guard(run_dir, args.max_copied)
 
         import_keras()  # Keras loads here, its backend's start-up lines held back
         from note_matrix import generation
@@ -265,13 +314,14 @@ def main(argv=None) -> int:
             print(f"sampling at {how} (--random-seed {sampling.random_seed} repeats this output)")
         model = runs.load_model(run_dir)
         args.length = args.length or DEFAULT_LENGTH
-        rows = generation.generate_rows(model, primers, args.length, representation, head, method=args.method,
-                                        progress=not args.quiet, sampling=sampling)
+        rows, guarded = generate_pieces(args, model, primers, representation, head, sampling, guard,
+                                        primer.tempo_us_per_beat)
         paths = generation.output_paths(args.out or run_dir / "generated.mid", args.num_outputs)
         written, extras = [], []
-        for path, piece, start in zip(paths, rows, starts):
+        for path, piece, start, guard_line in zip(paths, rows, starts, guarded):
             notes = representation.decode(piece, primer.meta, path)
-            written.append((path, notes, start, summary_line(describe(Notes.from_events(read_midi(path))))))
+            written.append((path, notes, start, guard_line,
+                            summary_line(describe(Notes.from_events(read_midi(path))))))
             extras += plot_and_audio(args, path, f"{path.name}: {run_dir.name}, {config.train.model.head} head, {how}")
     except NoteMatrixError as error:
         print(f"generate.py: error: {error}", file=sys.stderr)
@@ -279,10 +329,10 @@ def main(argv=None) -> int:
     except OSError as error:
         print(f"generate.py: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         return 2
-    for path, notes, start, statistics in written:
+    for path, notes, start, guard_line, statistics in written:
         where = f", primer at row {start}" if args.num_outputs > 1 else ""
         print(f"wrote {path}: {notes} notes from {args.length} generated steps ({run_dir.name}, seed {args.seed}"
-              f"{where}, {how}, {args.method})")
+              f"{where}, {how}, {args.method}{guard_line})")
         print(f"  {statistics}")
     for line in extras:
         print(line)

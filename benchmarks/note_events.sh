@@ -11,7 +11,8 @@
 # Training: train.py --representation note_events with the recipe's defaults (and
 # TRAIN_FLAGS, e.g. a shorter patience for Nottingham, 16 times pop's events per epoch).
 # Generation: 4 pieces of 500 events, primed at 4 places of each of the first 4 test
-# files, at T=1 (the head's default), --random-seed 1.
+# files, at T=1 (the head's default), --random-seed 1; then the same with --max-copied
+# $MAX_COPIED (default 8), the copy guard.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${NOTE_MATRIX_MIRROR:?set NOTE_MATRIX_MIRROR to the dataset mirror}"
@@ -36,15 +37,23 @@ split = json.load(open(sys.argv[1]))
 print("\n".join(f"{split['root']}/{key}" for key in split["test"][:4]))
 PY
 )
-rm -rf "$out/generated"
-mkdir -p "$out/generated"
-n=0
-while IFS= read -r seed; do
-  n=$((n + 1))
-  python generate.py --model "$logs/events" --seed "$seed" --length 500 --num-outputs 4 --random-seed 1 \
-    --out "$out/generated/seed$n-{n}.mid" --quiet
-done <<< "$seeds"
-python evaluate.py --model "$logs/events" --data-dir "$out/data" --generated "$out/generated" \
-  --json "$out/generated.json" --quiet | tee "$out/generated.txt"
+# generate_set NAME [generate.py flags]: the 16 pieces in $out/NAME/ (their lines in NAME.log),
+# and their statistics beside the training files' in NAME.txt
+generate_set() {
+  local name=$1 n=0
+  shift
+  rm -rf "${out:?}/$name" "$out/$name.log"
+  mkdir -p "$out/$name"
+  while IFS= read -r seed; do
+    n=$((n + 1))
+    python generate.py --model "$logs/events" --seed "$seed" --length 500 --num-outputs 4 --random-seed 1 \
+      --out "$out/$name/seed$n-{n}.mid" --quiet "$@" | grep "^wrote" >> "$out/$name.log"
+  done <<< "$seeds"
+  python evaluate.py --model "$logs/events" --data-dir "$out/data" --generated "$out/$name" \
+    --json "$out/$name.json" --quiet | tee "$out/$name.txt"
+}
+generate_set generated
+# the same 16 pieces with the copy guard: no run of more than MAX_COPIED notes of a training file
+generate_set guarded --max-copied "${MAX_COPIED:-8}"
 python -c "from note_matrix.generation import write_piano_roll as draw; print(draw('$out/generated/seed1-1.mid', \
 '$out/seed1-1.png', 'note_events on $dataset, T=1: 500 events after the first 100 of the first test file'))"

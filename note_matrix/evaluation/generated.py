@@ -13,8 +13,8 @@ from note_matrix import runs
 from note_matrix.datasets import find_midi_files
 from note_matrix.errors import MidiError, RunError
 from note_matrix.evaluation.music_stats import FILE_STATISTICS, Notes, compare
-from note_matrix.run_data import RunData, require_files
 from note_matrix.midi import read_midi
+from note_matrix.run_data import RunData, require_files
 
 
 def read_notes(paths: dict[str, Path]) -> tuple[dict[str, Notes], dict[str, str]]:
@@ -26,6 +26,12 @@ def read_notes(paths: dict[str, Path]) -> tuple[dict[str, Notes], dict[str, str]
         except MidiError as error:
             skipped[name] = error.reason
     return notes, skipped
+
+
+def training_notes(data: RunData) -> tuple[dict[str, Notes], dict[str, str]]:
+    """``read_notes`` of the run's training files (``DatasetError`` when they are not all there)."""
+    require_files(data, ("train",))
+    return read_notes({key: data.files.path(key) for key in data.split["train"]})
 
 
 def compare_generated(data: RunData, directory: str | Path) -> dict:
@@ -44,8 +50,7 @@ def compare_generated(data: RunData, directory: str | Path) -> dict:
     if not generated:
         first = next(iter(skipped.items()))
         raise RunError(f"{directory}: none of the {len(keys)} MIDI files can be read (first: {first[0]}: {first[1]})")
-    require_files(data, ("train",))
-    training, training_skipped = read_notes({key: data.files.path(key) for key in data.split["train"]})
+    training, training_skipped = training_notes(data)
     result = compare(list(generated.values()), list(training.values()))
     result.update({
         "created": runs.utc_now(),

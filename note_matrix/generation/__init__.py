@@ -11,7 +11,8 @@ Two methods, one output format (``(N, length, columns)``, every step valid):
 Both write the same rows while the piece fits in the window: ``sampling`` turns a
 prediction into a valid row (the head's point row or a seeded sample), ``output``
 writes the rows as files, ``primer`` reads the seed, ``tunes`` generates and writes
-ABC tunes (``abc_chars`` runs), ``compile`` holds the one backend-specific piece.
+ABC tunes (``abc_chars`` runs), ``copy_guard`` generates note events that copy at most N
+notes of a training file, ``compile`` holds the one backend-specific piece.
 Everything else is ``keras.ops`` only, for TensorFlow and JAX.
 
 The public names below are importable from here; each loads its module on first use, so
@@ -24,6 +25,7 @@ import importlib
 
 _EXPORTS = {
     "note_matrix.generation.carried_state": ("CarriedStateGenerator",),
+    "note_matrix.generation.copy_guard": ("CopyGuard", "generate_uncopied"),
     "note_matrix.generation.methods": ("METHODS", "carried_state_generator", "generate_rows", "generate_window"),
     "note_matrix.generation.output": ("output_paths", "spread_primers", "write_audio", "write_piano_roll"),
     "note_matrix.generation.primer": ("Primer", "read_primer"),
