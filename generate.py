@@ -198,17 +198,14 @@ def generate_tunes(args: argparse.Namespace, run_dir: Path, config: RunConfig, r
     model = runs.load_model(run_dir)
     length = args.length or TUNE_LENGTH
     generator = generation.tune_generator(model, representation, head, sampling)
-    if args.well_formed is not False:
-        tunes = generation.generate_well_formed(generator, representation, primer, args.num_outputs, length,
-                                                sampling=sampling, progress=not args.quiet)
-    else:
-        tunes = generation.generate_tunes(generator, representation, head, primer, args.num_outputs, length,
-                                          sampling=sampling, progress=not args.quiet)
+    well_formed = args.well_formed is not False  # on unless --no-well-formed
+    tunes = generation.draw_tunes(generator, representation, head, primer, args.num_outputs, length,
+                                  sampling=sampling, well_formed=well_formed, progress=not args.quiet)
     lines = []
     for path, tune in zip(generation.output_paths(args.out or run_dir / "generated.abc", args.num_outputs), tunes):
         written = generation.write_tune(tune.text, path)
         end = "ended at <end>" if tune.ended else f"cut at --length {length}, no <end>"
-        if args.well_formed is not False:
+        if well_formed:
             end += f", {tune.refused} piece(s) refused and drawn again"
         lines.append(f"wrote {written.abc_path}: {len(tune.text)} characters ({run_dir.name}, primer "
                      f"{primer.describe()}, {how}, {end})")

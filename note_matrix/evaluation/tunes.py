@@ -129,13 +129,7 @@ def evaluate_tunes(
     tunes' entry (``tunes_at``). ``data`` must be encoded (``run_data.encode``). ``well_formed``:
     draw the tunes with ``generation.tunes.generate_well_formed`` (each header line and bar checked)."""
     from note_matrix.generation.sampling import Sampling
-    from note_matrix.generation.tunes import (
-        DEFAULT_LENGTH,
-        generate_tunes,
-        generate_well_formed,
-        tune_generator,
-        tune_primer,
-    )
+    from note_matrix.generation.tunes import DEFAULT_LENGTH, draw_tunes, tune_generator, tune_primer
     from note_matrix.training.windows import stream_loss
 
     train = data.config.train
@@ -164,14 +158,8 @@ def evaluate_tunes(
             sampling = Sampling(float(temperature), None, random_seed)
             started = time.perf_counter()
             generator = tune_generator(model, representation, head, sampling)
-            if well_formed:
-                drawn = generate_well_formed(
-                    generator, representation, primer, tunes, length, sampling=sampling, progress=progress
-                )
-            else:
-                drawn = generate_tunes(
-                    generator, representation, head, primer, tunes, length, sampling=sampling, progress=progress
-                )
+            drawn = draw_tunes(generator, representation, head, primer, tunes, length, sampling=sampling,
+                               well_formed=well_formed, progress=progress)
             seconds = time.perf_counter() - started
             entry = tunes_at([tune.text for tune in drawn], real, index, Path(folder))
             entry["generation_seconds"] = seconds

@@ -31,7 +31,7 @@ _EXPORTS = {
     "note_matrix.generation.primer": ("Primer", "read_primer"),
     "note_matrix.generation.sampling": ("Sampling", "check_model", "row_function", "sampling_noise"),
     "note_matrix.generation.tunes": (
-        "generate_tunes", "generate_well_formed", "tune_generator", "tune_primer", "unescape", "write_tune",
+        "draw_tunes", "generate_tunes", "generate_well_formed", "tune_generator", "tune_primer", "unescape", "write_tune",
     ),
     "note_matrix.runs": ("load_model",),
 }

@@ -183,6 +183,16 @@ def generate_well_formed(
     return [Tune(checker.text, checker.ended, checker.refusals) for checker in checkers]
 
 
+def draw_tunes(generator, representation, head, primer: TunePrimer, count: int, length: int, *, sampling=None,
+               well_formed: bool = True, progress: bool = False) -> list[Tune]:
+    """``count`` tunes, ``generate_well_formed``'s or, with ``well_formed`` False, ``generate_tunes``'."""
+    if well_formed:
+        return generate_well_formed(generator, representation, primer, count, length, sampling=sampling,
+                                    progress=progress)
+    return generate_tunes(generator, representation, head, primer, count, length, sampling=sampling,
+                          progress=progress)
+
+
 def _row(states: tuple, output: np.ndarray, index: int) -> tuple:
     """Tune ``index``'s state and output, copied."""
     return tuple(tuple(part[index].copy() for part in layer) for layer in states), output[index].copy()
