@@ -43,6 +43,7 @@ from note_matrix.arguments import add_run_arguments, bounded_int, temperature  #
 from note_matrix.config import RunConfig  # noqa: E402
 from note_matrix.errors import NoteMatrixError, RunError  # noqa: E402
 from note_matrix.generation.primer import read_primer  # noqa: E402
+from note_matrix.run_data import benchmark_piece  # noqa: E402
 from note_matrix.startup import import_keras  # noqa: E402
 
 MAX_LENGTH = 100_000  # rows per piece
@@ -60,7 +61,8 @@ MIDI_NOTES = 128
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", default=None,
-                        help="MIDI file whose rows prime the model (required, except for an abc_chars run)")
+                        help="MIDI file whose rows prime the model (required, except for an abc_chars run); a "
+                             "benchmark run also takes a piece of its dataset by key, e.g. jsb:valid:3")
     parser.add_argument("--prime", default=None, metavar="TEXT",
                         help="an abc_chars run: the opening of the tune after <start>, \\n a newline "
                              "(default: <start> alone)")
@@ -288,7 +290,7 @@ def main(argv=None) -> int:
             raise RunError(f"{run_dir.name} is a {representation.name} run: prime it with --seed (a MIDI file); "
                            "--prime and --(no-)well-formed are for abc_chars runs")
         window_length = config.train.window_length
-        primer = read_primer(args.seed, representation, window_length)
+        primer = read_primer(args.seed, representation, window_length, benchmark_piece(args.seed, config))
         guard = None if args.max_copied is None else read_copy_guard(run_dir, args.max_copied)
 
         import_keras()  # Keras loads here, its backend's start-up lines held back

@@ -45,7 +45,8 @@ CONFIG_FIELDS = {
     "validation_stride": "validation_stride", "test_fraction": "test_fraction", "max_files": "max_files",
     "workers": "workers",
     "cell": "model.cell", "units": "model.units", "layers": "model.layers", "dropout": "model.dropout_rate",
-    "targets": "model.targets", "head": "model.head", "mixtures": "model.mixtures", "learning_rate": "model.learning_rate",
+    "targets": "model.targets", "head": "model.head", "mixtures": "model.mixtures",
+    "output_units": "model.output_units", "learning_rate": "model.learning_rate",
     "optimizer": "model.optimizer", "clipnorm": "model.clipnorm", "lr_schedule": "model.lr_schedule",
     "lr_min": "model.lr_min", "lr_max": "model.lr_max", "cycle_steps": "model.cycle_steps", "batches": "batches",
     "batch_size": "batch_size",
@@ -99,10 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the representation's output fields. note_matrix: regression (its default), the card's "
                             "MSE on [note, velocity, time]; categorical, the pitch as one of 128 notes "
                             "(cross-entropy), velocity and time regressed; mdn, categorical pitch and a mixture "
-                            "density over velocity and time. pitch_sequence: categorical (default: the "
-                            "representation's first)")
+                            "density over velocity and time. pitch_sequence: categorical. piano_roll: bernoulli, "
+                            "each key on or off independently; nade, RNN-NADE's output, the keys drawn one "
+                            "after another; biaxial, Johnson's biaxial LSTM in place of the LSTM (--units along "
+                            "time per key, --output-units across keys; --cell, --layers and --dropout unused) "
+                            "(default: the representation's first)")
     model.add_argument("--mixtures", type=int, default=MODEL_DEFAULTS.mixtures,
                        help="mixture components of the mdn head (default: %(default)s)")
+    model.add_argument("--output-units", type=int, default=MODEL_DEFAULTS.output_units,
+                       help="units of a piano roll's frame output: the nade head's NADE hidden layer, the biaxial "
+                            "head's LSTM across keys (default: %(default)s)")
     fit = parser.add_argument_group("training")
     fit.add_argument("--targets", choices=TARGETS, default=MODEL_DEFAULTS.targets,
                      help="all: the next row at every step of non-overlapping windows; last: only the row after "

@@ -10,7 +10,7 @@ from models.config import CELL_NAMES, DEFAULT_MIXTURES, OPTIMIZERS, TARGETS, Inp
 
 _LAZY = {
     "CELLS": "models.builder", "build_model": "models.builder", "compile_model": "models.builder",
-    "OneHotColumns": "models.builder",
+    "OneHotColumns": "models.builder", "model_inputs": "models.builder", "reads_targets": "models.builder",
     "Bernoulli": "models.fields", "Categorical": "models.fields", "Gaussian": "models.fields",
     "Mixture": "models.fields", "Toggle": "models.fields", "Head": "models.head", "HeadLoss": "models.head",
 }

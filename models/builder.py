@@ -15,6 +15,15 @@ What goes in is an ``InputSpec`` (continuous features, integer tokens through an
 ``dense`` layer is as wide as the head's fields. ``targets="last"`` (the card) outputs
 ``(batch, width)``, the step after the window; ``"all"`` outputs ``(batch, steps,
 width)``, the next step at every step.
+
+Head ``nade`` (piano rolls) ends in RNN-NADE's output instead of the dense layer
+(``models.nade.NADE``, named ``nade``): the recurrent output conditions a NADE over the
+frame's keys. Head ``biaxial`` is Johnson's biaxial LSTM (``models.biaxial.BiaxialLSTM``,
+named ``biaxial``) in place of the whole network: ``units`` along time per key,
+``output_units`` across keys (``cell``, ``layers`` and ``dropout_rate`` do not apply). In
+both, the logit of key ``i`` depends on the true keys below ``i`` of the frame it
+predicts, so such a model reads that frame as a second input, ``next`` (teacher forcing:
+``reads_targets``, ``model_inputs``), and generation draws the frame key by key.
 """
 
 from __future__ import annotations
@@ -25,10 +34,13 @@ from keras import ops
 
 from models.config import DEFAULT_MIXTURES, TARGETS, InputSpec, ModelConfig  # noqa: F401 (exported)
 from models.fields import Head, HeadLoss
+from models.biaxial import BiaxialLSTM
+from models.nade import NADE
 from models.reference_lstm import ReferenceLSTM
 
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN,
          "lstm-reference": ReferenceLSTM}
+FRAME_HEADS = ("nade", "biaxial")  # piano-roll outputs that read the frame they predict (``reads_targets``)
 OPTIMIZERS = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
               "adagrad": keras.optimizers.Adagrad}
 
@@ -103,6 +115,12 @@ def build_model(config: ModelConfig = ModelConfig(), inputs: InputSpec = InputSp
     ``dropout``, ``dense``, ``activation``; TensorBoard tags use these names.
     """
     window = keras.Input(shape=(None, inputs.width), dtype=inputs.dtype, name="window")
+    if config.head in FRAME_HEADS and (config.targets != "all" or inputs.kind != "multi_hot" or head is None):
+        raise ValueError(f"the {config.head} head predicts a multi-hot frame at every step (targets 'all')")
+    if config.head == "biaxial":
+        following = keras.Input(shape=(None, head.width), dtype="float32", name="next")
+        logits = BiaxialLSTM(head.width, config.units, config.output_units, name="biaxial")([window, following])
+        return keras.Model([window, following], logits, name=f"biaxial_{config.units}_{config.output_units}")
     x = window
     if inputs.kind == "tokens":
         x = keras.layers.Embedding(inputs.vocabulary, inputs.embedding, name="embedding")(x)
@@ -117,9 +135,24 @@ def build_model(config: ModelConfig = ModelConfig(), inputs: InputSpec = InputSp
             name=f"{config.cell}{suffix}",
         )(x)
     x = keras.layers.Dropout(config.dropout_rate, name="dropout")(x)
+    if config.head == "nade":
+        following = keras.Input(shape=(None, head.width), dtype="float32", name="next")
+        logits = NADE(head.width, config.output_units, name="nade")([x, following])
+        return keras.Model([window, following], logits, name=f"{config.cell}_{config.units}_nade")
     x = keras.layers.Dense(inputs.width if head is None else head.width, name="dense")(x)
     outputs = keras.layers.Activation("linear", name="activation")(x)
     return keras.Model(window, outputs, name=f"{config.cell}_{config.units}")
+
+
+def reads_targets(model: keras.Model) -> bool:
+    """Whether ``model`` reads the step it predicts as a second input (``FRAME_HEADS``, teacher-forced)."""
+    return len(model.inputs) == 2
+
+
+def model_inputs(model: keras.Model, windows, targets):
+    """What ``model`` is called on for ``windows`` and their ``targets`` (``targets="all"``):
+    ``[windows, targets]`` for a model that ``reads_targets``, else the windows."""
+    return [windows, targets] if reads_targets(model) else windows
 
 
 def compile_model(model: keras.Model, config: ModelConfig, head: Head, metrics: list) -> keras.Model:

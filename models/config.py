@@ -11,6 +11,7 @@ OPTIMIZERS = ("rmsprop", "adam", "sgd", "adagrad")
 LR_SCHEDULES = ("constant", "cyclic")
 DEFAULT_CYCLE_STEPS = 2000  # Smith 2017's example step size (a half cycle), in optimizer steps
 DEFAULT_MIXTURES = 5
+DEFAULT_OUTPUT_UNITS = 150  # a frame output's units: RNN-NADE's hidden units (Boulanger-Lewandowski et al. 2012)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,9 @@ class InputSpec:
 @dataclass(frozen=True)
 class ModelConfig:
     """The network's hyperparameters, with the card's defaults. ``head`` names one of the
-    representation's heads (``mixtures``: its mixture components, where it has one)."""
+    representation's heads (``mixtures``: its mixture components, where it has one;
+    ``output_units``: the units of a piano roll's frame output, the NADE's hidden layer of
+    head ``nade`` or the LSTM across keys of head ``biaxial``)."""
 
     cell: str = "lstm"
     units: int = 512
@@ -67,6 +70,7 @@ class ModelConfig:
     dropout_rate: float = 0.75
     head: str = "regression"
     mixtures: int = DEFAULT_MIXTURES
+    output_units: int = DEFAULT_OUTPUT_UNITS
     learning_rate: float = 1e-4
     targets: str = "last"  # "last": the step after the window (the card); "all": the next step at every step
     optimizer: str = "rmsprop"  # the card's
@@ -82,8 +86,8 @@ class ModelConfig:
             raise ValueError(f"cell must be one of {sorted(CELL_NAMES)}, got {self.cell!r}")
         if self.targets not in TARGETS:
             raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
-        if self.units < 1 or self.layers < 1 or self.mixtures < 1:
-            raise ValueError("units, layers and mixtures must be positive")
+        if self.units < 1 or self.layers < 1 or self.mixtures < 1 or self.output_units < 1:
+            raise ValueError("units, layers, mixtures and output_units must be positive")
         if not 0 <= self.dropout_rate < 1:
             raise ValueError(f"dropout_rate must lie in [0, 1), got {self.dropout_rate}")
         if self.optimizer not in OPTIMIZERS:

@@ -56,11 +56,8 @@ class NADE(keras.layers.Layer):
 
     def _biases(self, condition):
         """``(b_v (..., keys), b_h (..., hidden))`` of the condition ``(..., features)``."""
-        condition = ops.cast(condition, "float32")
-        return (
-            ops.matmul(condition, self.visible_kernel) + self.visible_bias,
-            ops.matmul(condition, self.hidden_kernel) + self.hidden_bias,
-        )
+        return _condition_biases(condition, self.visible_kernel, self.visible_bias, self.hidden_kernel,
+                                 self.hidden_bias)
 
     def call(self, inputs):
         """``[condition (..., features), visible (..., keys)]`` -> the teacher-forced logits ``(..., keys)``."""
@@ -75,32 +72,53 @@ class NADE(keras.layers.Layer):
         """``log P(visible | condition)`` in nats, ``(...,)``: minus the Bernoulli field's loss of the logits."""
         return -Bernoulli(self.keys).loss(ops.cast(visible, "float32"), self([condition, visible]))
 
+    @property
+    def sampling_weights(self) -> tuple:
+        """The variables ``sample_frame`` reads, in its order: ``(A_v, a_v, A_h, a_h, W, V)``."""
+        return (self.visible_kernel, self.visible_bias, self.hidden_kernel, self.hidden_bias, self.w, self.v)
+
     def sample(self, condition, uniform, temperature: float = 1.0):
-        """A frame ``(..., keys)`` float32 0/1 drawn key by key: key ``i`` is on where
-        ``uniform[..., i]`` (in (0, 1]) is below ``sigmoid(logit_i / temperature)`` given the
-        keys drawn before it; temperature 0 takes each key's more likely state instead."""
-        if not temperature >= 0:
-            raise ValueError(f"temperature must be at least 0, got {temperature}")
-        visible_bias, hidden_bias = self._biases(condition)
-        uniform = ops.cast(uniform, "float32")
-
-        def key(index, state):
-            pre_activation, visible = state
-            logit = ops.take(visible_bias, index, axis=-1) + ops.sum(
-                ops.sigmoid(pre_activation) * ops.take(self.v, index, axis=0), axis=-1
-            )
-            on = logit > 0 if temperature == 0 else ops.take(uniform, index, axis=-1) < ops.sigmoid(logit / temperature)
-            on = ops.cast(on, "float32")[..., None]
-            return (
-                pre_activation + on * ops.take(self.w, index, axis=0),
-                visible + on * ops.one_hot(index, self.keys, dtype="float32"),
-            )
-
-        _, visible = ops.fori_loop(0, self.keys, key, (hidden_bias, ops.zeros_like(visible_bias)))
-        return visible
+        """A frame ``(..., keys)`` drawn key by key (``sample_frame`` with this layer's weights)."""
+        return sample_frame(tuple(ops.convert_to_tensor(v) for v in self.sampling_weights), condition, uniform,
+                            temperature)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[0][:-1], self.keys)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "keys": self.keys, "hidden": self.hidden}
+
+
+def sample_frame(weights: tuple, condition, uniform, temperature: float = 1.0):
+    """A frame ``(..., keys)`` float32 0/1 drawn key by key from the NADE of ``weights``
+    (``NADE.sampling_weights``, as tensors: the carried-state generator passes them in so a
+    compiled loop never captures them): key ``i`` is on where ``uniform[..., i]`` (in (0, 1])
+    is below ``sigmoid(logit_i / temperature)`` given the keys drawn before it; temperature 0
+    takes each key's more likely state instead."""
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be at least 0, got {temperature}")
+    *linear, w, v = weights
+    visible_bias, hidden_bias = _condition_biases(condition, *linear)
+    uniform = ops.cast(uniform, "float32")
+    keys = int(w.shape[0])
+
+    def key(index, state):
+        pre_activation, visible = state
+        logit = ops.take(visible_bias, index, axis=-1) + ops.sum(
+            ops.sigmoid(pre_activation) * ops.take(v, index, axis=0), axis=-1
+        )
+        on = logit > 0 if temperature == 0 else ops.take(uniform, index, axis=-1) < ops.sigmoid(logit / temperature)
+        on = ops.cast(on, "float32")[..., None]
+        return (
+            pre_activation + on * ops.take(w, index, axis=0),
+            visible + on * ops.one_hot(index, keys, dtype="float32"),
+        )
+
+    _, visible = ops.fori_loop(0, keys, key, (hidden_bias, ops.zeros_like(visible_bias)))
+    return visible
+
+
+def _condition_biases(condition, visible_kernel, visible_bias, hidden_kernel, hidden_bias):
+    """``(b_v (..., keys), b_h (..., hidden))`` of the condition ``(..., features)``."""
+    condition = ops.cast(condition, "float32")
+    return ops.matmul(condition, visible_kernel) + visible_bias, ops.matmul(condition, hidden_kernel) + hidden_bias

@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from models import model_inputs, reads_targets
 from note_matrix import runs
 from note_matrix.errors import RunError
 
@@ -43,13 +44,13 @@ def read_calibration(run_dir: str | os.PathLike, names: tuple[str, ...] = ("note
 def last_predictions(model: keras.Model, index, batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """The model's output after each window of ``index`` (a ``WindowIndex``) and the step that
     follows it: ``(outputs (windows, width) float32, targets (windows, columns))``; a sequence
-    output is read at its last step."""
+    output is read at its last step (a model that ``reads_targets`` is given the window's next steps)."""
     outputs, targets = [], []
     for first in range(0, len(index), batch_size):
-        x, y = index.batch(np.arange(first, min(first + batch_size, len(index))))
-        prediction = keras.ops.convert_to_numpy(model.predict_on_batch(x))
+        x, y = index.gather(index.starts[first : first + batch_size], "all" if reads_targets(model) else "last")
+        prediction = keras.ops.convert_to_numpy(model.predict_on_batch(model_inputs(model, x, y)))
         outputs.append(prediction[:, -1] if prediction.ndim == 3 else prediction)
-        targets.append(y)
+        targets.append(y[:, -1] if y.ndim == 3 else y)
     width = int(model.outputs[0].shape[-1])
     if not outputs:
         return np.zeros((0, width), np.float32), np.zeros((0, index.data.shape[-1]), index.data.dtype)

@@ -8,8 +8,8 @@ the archive's ``config.json`` is read first (a bounded size, a bounded nesting d
 walked: every serialised object must be one that this project's builders make
 (``allowed_objects``: the recurrent cells and optimizers of ``models.builder``, the
 objects registered under ``note_matrix>``, the few Keras layers and initializers the
-builder uses), every size within ``MAX_SIZE``, and the one input as wide as the run's
-``config.json`` says. ``tests/test_safety.py`` builds every representation's and head's
+builder uses), every size within ``MAX_SIZE``, and the one input (two with a frame head:
+``models.builder.FRAME_HEADS``) as wide as the run's ``config.json`` says. ``tests/test_safety.py`` builds every representation's and head's
 model and checks that the allowlist is exactly what they hold.
 """
 
@@ -48,6 +48,10 @@ ACTIVATION_KEYS = ("activation", "recurrent_activation")
 SIZE_KEYS = frozenset(
     {
         "units",
+        "keys",  # models.nade, models.biaxial
+        "hidden",
+        "time_units",
+        "key_units",
         "input_dim",
         "output_dim",
         "classes",
@@ -66,7 +70,14 @@ LEGACY_FUNCTION = ("builtins", "function", "function")
 
 # The modules whose registered objects the builders put in a model. ``models.nade`` registers
 # its layer too, but no builder uses it yet: it joins this list when a flag selects it.
-BUILT_FROM = ("models.builder", "models.head", "models.head_metrics", "models.reference_lstm")
+BUILT_FROM = (
+    "models.biaxial",
+    "models.builder",
+    "models.head",
+    "models.head_metrics",
+    "models.nade",
+    "models.reference_lstm",
+)
 
 
 @cache
@@ -194,16 +205,22 @@ def _describe(value) -> str:
 
 
 def _input_problem(layers: list, inputs: InputSpec) -> str | None:
-    """Exactly one input, as wide and of the type the run's ``config.json`` says (``model.inputs``)."""
-    found = [
-        layer.get("config") for layer in layers if isinstance(layer, dict) and layer.get("class_name") == "InputLayer"
-    ]
-    if len(found) != 1 or not isinstance(found[0], dict):
-        return f"{len(found)} input layers, where this project's models have one"
-    shape, dtype = found[0].get("batch_shape"), found[0].get("dtype")
-    if shape != [None, None, inputs.width] or dtype != inputs.dtype:
-        return (
-            f"its input is {shape!r:.40} of {dtype!r:.20}, where the run's {runs.CONFIG_FILE} reads "
-            f"[None, None, {inputs.width}] of {inputs.dtype!r}"
-        )
+    """One input, as wide and of the type the run's ``config.json`` says (``model.inputs``), or
+    two where the second is ``next``, the frames a teacher-forced frame head reads (nade,
+    biaxial), of that shape too."""
+    found = {
+        layer["config"].get("name"): layer["config"]
+        for layer in layers
+        if isinstance(layer, dict) and layer.get("class_name") == "InputLayer" and isinstance(layer.get("config"), dict)
+    }
+    count = sum(isinstance(layer, dict) and layer.get("class_name") == "InputLayer" for layer in layers)
+    if count != len(found) or not (count == 1 or (count == 2 and "next" in found)):
+        return f"{count} input layers, where this project's models have one (two with a frame head: 'next')"
+    for config in found.values():
+        shape, dtype = config.get("batch_shape"), config.get("dtype")
+        if shape != [None, None, inputs.width] or dtype != inputs.dtype:
+            return (
+                f"its input is {shape!r:.40} of {dtype!r:.20}, where the run's {runs.CONFIG_FILE} reads "
+                f"[None, None, {inputs.width}] of {inputs.dtype!r}"
+            )
     return None

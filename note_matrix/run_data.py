@@ -29,8 +29,9 @@ from note_matrix.datasets import (
     split_by_file,
 )
 from note_matrix.datasets.polyphonic import benchmark_of, keyed_pieces
-from note_matrix.errors import DatasetError, RunError
+from note_matrix.errors import DatasetError, RunError, SeedError
 from note_matrix.representations import Representation
+from note_matrix.representations.base import Encoded
 
 PARTS = ("train", "validation", "test")
 
@@ -136,6 +137,28 @@ def _benchmark_file(files: DatasetFiles, benchmark: dict) -> Path:
     if name not in files.keys:
         raise DatasetError(f"{files.path(name)}: {files.skipped.get(name, 'not found')}")
     return files.path(name)
+
+
+def benchmark_piece(seed: str, config: RunConfig) -> Encoded | None:
+    """The piece of a benchmark run's dataset that ``seed`` names by its key (``jsb:valid:3``,
+    ``datasets.polyphonic.piece_key``) as steps, read from the run's dataset files; None when
+    ``seed`` is no such key (a file name). ``SeedError`` for a piece the file does not hold,
+    ``DatasetError`` when the file cannot be read."""
+    dataset, _, rest = seed.partition(":")
+    benchmark = benchmark_of(config.train.dataset)
+    if benchmark is None or dataset != config.train.dataset or not rest or Path(seed).exists():
+        return None
+    try:
+        files = resolve_dataset(dataset, Path(config.train.data_dir))
+        pieces = keyed_pieces(dataset, _benchmark_file(files, benchmark))
+    except DatasetError as error:
+        raise DatasetError(f"--seed {seed}: {error}; {_fix(dataset)}") from None
+    roll = next((part[seed] for part in pieces.values() if seed in part), None)
+    if roll is None:
+        sizes = ", ".join(f"{part} {len(keys)}" for part, keys in pieces.items())
+        raise SeedError(f"--seed {seed}: no such piece in {benchmark['file']} (pieces per split: {sizes}; "
+                        f"keys count from 0, e.g. {dataset}:valid:0)")
+    return config.build_representation().encode_roll(roll)
 
 
 def open_run(run_dir: str | Path, *, dataset: str | None = None, data_dir: str | Path | None = None) -> RunData:

@@ -30,7 +30,7 @@ def test_run_folder_holds_config_model_split_and_history(trained_run, song_folde
     config = json.loads((trained_run / "config.json").read_text())
     assert config["train"]["model"] == {
         "cell": "lstm", "units": 8, "layers": 1, "dropout_rate": 0.75,
-        "head": "regression", "mixtures": 5, "learning_rate": 1e-4, "targets": "all",
+        "head": "regression", "mixtures": 5, "output_units": 150, "learning_rate": 1e-4, "targets": "all",
         "optimizer": "rmsprop", "clipnorm": None,  # the card's
         "lr_schedule": "constant", "lr_min": None, "lr_max": None, "cycle_steps": None,
     }

@@ -68,16 +68,21 @@ def model_frame_nll(model, pieces: list[np.ndarray], *, batch_size: int = 16) ->
     next frame's logits at every step (``targets="all"``: ``(batch, steps, keys)`` in and
     out). Each piece is read after one silent frame, so its first frame is scored too.
     Pieces are padded at the end to the longest (a recurrent model's earlier outputs do
-    not depend on what follows), so the model runs at one input shape."""
+    not depend on what follows), so the model runs at one input shape. A model that reads
+    the frames it predicts (the ``nade`` head, ``models.reads_targets``) is given them too.
+    """
     import keras
+
+    from models import model_inputs
 
     longest, keys = max(len(piece) for piece in pieces), pieces[0].shape[1]
     logits = []
     for start in range(0, len(pieces), batch_size):
-        batch = np.zeros((batch_size, longest, keys), np.float32)
+        batch, targets = np.zeros((2, batch_size, longest, keys), np.float32)
         for row, piece in enumerate(pieces[start : start + batch_size]):
             batch[row, 1 : len(piece)] = piece[:-1]
-        output = keras.ops.convert_to_numpy(model.predict_on_batch(batch))
+            targets[row, : len(piece)] = piece
+        output = keras.ops.convert_to_numpy(model.predict_on_batch(model_inputs(model, batch, targets)))
         logits += [output[row, : len(piece)] for row, piece in enumerate(pieces[start : start + batch_size])]
     return frame_nll(np.concatenate(pieces), logits=np.concatenate(logits))
 

@@ -11,7 +11,10 @@ never captured or copied), so the model stays the single source of truth.
 
 Supported models: a chain ``Input -> LSTM | GRU | SimpleRNN (stacked, any mix) ->
 Dropout | Dense | Activation | TimeDistributed(one of these) ...``, with the last
-recurrent layer returning the last output or the whole sequence. Dropout is the identity
+recurrent layer returning the last output or the whole sequence, or ending in RNN-NADE's
+output (``models.nade.NADE``, head ``nade``): each row's frame is then drawn key by key
+from the top layer's output (``models.nade.sample_frame``, at the generator's
+``temperature``) and ``row_function`` receives that frame. Dropout is the identity
 at inference. Anything else is refused with a ``RunError`` naming the layer, so the
 caller can fall back to the window method. The output may be wider than a row (the
 head's width, ``models.fields``).
@@ -35,6 +38,7 @@ from keras import ops
 from tqdm import tqdm
 
 from models.builder import OneHotColumns, ReferenceLSTM
+from models.nade import NADE, sample_frame
 from note_matrix.errors import RunError
 from note_matrix.generation.compile import compile_function
 
@@ -70,9 +74,10 @@ def _plan(model: keras.Model) -> tuple[tuple[_Step, ...], tuple[_Step, ...], int
             f"({type(layer).__name__}): {why}; use the window method (--method window)"
         )
 
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise RunError(f"{model.name}: carried-state generation needs one input and one output")
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    nade = layers.pop() if len(model.inputs) == 2 and isinstance(layers[-1], NADE) else None
+    if len(model.inputs) != 1 + (nade is not None) or len(model.outputs) != 1:
+        raise RunError(f"{model.name}: carried-state generation needs one input and one output")
     previous = model.inputs[0]
     recurrent, head = [], []
     for layer in layers:
@@ -113,6 +118,11 @@ def _plan(model: keras.Model) -> tuple[tuple[_Step, ...], tuple[_Step, ...], int
             head.append(_Step("activation", layer.name, (), activation=inner.activation))
         else:
             raise refuse(layer, "only Dropout, Dense and Activation may follow the recurrent layers")
+    if nade is not None:
+        if nade.input[0] is not previous:
+            raise refuse(nade, "the NADE must read the last layer's output")
+        head.append(_Step("nade", nade.name, nade.sampling_weights))
+        previous = nade.output
     if previous is not model.outputs[0]:
         raise RunError(f"{model.name}: carried-state generation needs the last layer to be the output")
     if not any(step.kind in _RECURRENT.values() for step in recurrent):
@@ -193,8 +203,11 @@ def _stack_step(recurrent: tuple[_Step, ...], weights: tuple, states: tuple, row
 
 
 def _head(head: tuple[_Step, ...], weights: tuple, x):
-    """The layers after the recurrent ones, on the top layer's output ``(N, units)``: ``(N, width)``."""
+    """The layers after the recurrent ones, on the top layer's output ``(N, units)``: ``(N, width)``
+    (a NADE's condition, the output itself: ``CarriedStateGenerator`` draws its frame)."""
     for step, layer_weights in zip(head, weights):
+        if step.kind == "nade":
+            continue
         if step.kind == "dense":
             x = ops.matmul(x, layer_weights[0])
             if len(layer_weights) > 1:
@@ -213,24 +226,33 @@ class CarriedStateGenerator:
     features)``) returns the row ``(N, features)`` that is written and fed back. ``noise_width``: random numbers per row (default
     ``features``). ``generate`` reads the weights from ``model`` at every call. ``traces``
     counts how often each compiled function's Python body ran: once per new set of input
-    shapes under TensorFlow and JAX.
+    shapes under TensorFlow and JAX. A model ending in a NADE draws each frame key by key at
+    ``temperature`` (0: each key's more likely state) from ``noise_t``, and ``row_function``
+    receives that frame as its prediction; ``start`` and ``advance`` return the NADE's condition.
     """
 
     def __init__(self, model: keras.Model, row_function: RowFunction, *, noise_width: int | None = None,
-                 chunk_steps: int = CHUNK_STEPS):
+                 chunk_steps: int = CHUNK_STEPS, temperature: float = 0.0):
         self.model_name = model.name
-        self._recurrent, self._head, self.features, self.output_width = _plan(model)
+        self._read_model(model)
         self.dtype = "int32" if "int" in str(model.inputs[0].dtype) else "float32"  # token ids or values
         self.noise_width = self.features if noise_width is None else int(noise_width)
         if self.noise_width < 1:
             raise ValueError(f"noise_width must be positive, got {noise_width}")
         self._row_function = row_function
+        self._nade = bool(self._head) and self._head[-1].kind == "nade"
+        self.temperature = float(temperature)
         self.chunk_steps = int(chunk_steps)
         self.traces: Counter[str] = Counter()
         self._prime = compile_function(self._prime_body)
         self._run = compile_function(self._run_body)
         self._output = compile_function(self._output_body)
         self._advance = compile_function(self._advance_body)
+
+    def _read_model(self, model: keras.Model) -> None:
+        """The per-row computation of ``model`` (``_plan``): a subclass for another kind of model overrides
+        this, ``_weights`` and the compiled bodies (``generation.biaxial``)."""
+        self._recurrent, self._head, self.features, self.output_width = _plan(model)
 
     # The two compiled functions. Arguments are tensors only (nested tuples of them).
     def _prime_body(self, weights, primers):
@@ -258,6 +280,8 @@ class CarriedStateGenerator:
             states, previous, rows = carry
             prediction = _head(self._head, head_weights, states[-1][0])
             noise_t = ops.squeeze(ops.slice(noise, (0, t, 0), (batch, 1, self.noise_width)), axis=1)
+            if self._nade:
+                prediction = sample_frame(head_weights[-1], prediction, noise_t, self.temperature)
             row = ops.cast(self._row_function(prediction, noise_t, previous), self.dtype)
             rows = ops.slice_update(rows, (t, 0, 0), row[None])
             return _stack_step(self._recurrent, recurrent_weights, states, row), row, rows

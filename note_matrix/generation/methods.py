@@ -13,6 +13,9 @@ import numpy as np
 from keras import ops
 from tqdm import tqdm
 
+from models import reads_targets
+from note_matrix.errors import RunError
+from note_matrix.generation.biaxial import BiaxialGenerator, biaxial_layer
 from note_matrix.generation.carried_state import CarriedStateGenerator
 from note_matrix.generation.sampling import Sampling, check_model, row_function, sampling_noise
 
@@ -54,6 +57,9 @@ def generate_window(
     """
     batch, single = _as_batch(primers)
     check_model(model, head)
+    if reads_targets(model):
+        raise RunError(f"{model.name}: this head draws its frames key by key in the carried-state loop; "
+                       "use --method carried")
     rows_of = row_function(representation, head, sampling)
     if noise is None:
         noise = sampling_noise(head, sampling, batch.shape[0], length)
@@ -81,7 +87,13 @@ def carried_state_generator(model: keras.Model, representation, head,
     ``generate`` takes ``noise`` ``(N, length, noise_width)`` (``sampling_noise``).
     """
     check_model(model, head)
-    return CarriedStateGenerator(model, row_function(representation, head, sampling), noise_width=head.noise_width)
+    rows_of = row_function(representation, head, sampling)  # also checks the sampling against the head
+    if not reads_targets(model):
+        return CarriedStateGenerator(model, rows_of, noise_width=head.noise_width)
+    # nade, biaxial: the generator draws each frame key by key; it is written as drawn, made valid.
+    kind = BiaxialGenerator if biaxial_layer(model) is not None else CarriedStateGenerator
+    return kind(model, lambda frame, noise_t, previous: representation.valid_steps(frame),
+                noise_width=head.noise_width, temperature=sampling.temperature if sampling else 0.0)
 
 
 def generate_rows(

@@ -23,13 +23,14 @@ class Primer:
         return int(self.meta.get("tempo_us_per_beat", 500_000))
 
 
-def read_primer(path: str | os.PathLike, representation, window_length: int) -> Primer:
-    """The seed encoded by ``representation``, checked to hold a window of steps.
+def read_primer(path: str | os.PathLike, representation, window_length: int, encoded=None) -> Primer:
+    """The seed encoded by ``representation`` (or already ``encoded``: a benchmark piece),
+    checked to hold a window of steps.
 
     ``MidiError`` for a file that is not readable, ``SeedError`` for one with no notes
     or fewer steps than the window.
     """
-    encoded = representation.encode(path)
+    encoded = representation.encode(path) if encoded is None else encoded
     if len(encoded.steps) == 0:
         raise SeedError(f"{path}: no notes to prime the model with (empty, or drums only)")
     if len(encoded.steps) < window_length:

@@ -6,7 +6,12 @@ benchmarks (Boulanger-Lewandowski, Bengio and Vincent, ICML 2012), read from the
 ``.mat`` files by ``note_matrix.datasets.polyphonic`` and turned into steps by
 ``encode_roll``. The network reads the frame multi-hot and predicts the next one with
 one independent Bernoulli field per key (head ``bernoulli``, the LSTM baseline of Bai,
-Kolter and Koltun 2018).
+Kolter and Koltun 2018), or with RNN-NADE's output (head ``nade``, Boulanger-Lewandowski,
+Bengio and Vincent 2012: ``models.nade``), each key given the keys below it in the frame,
+or as the biaxial LSTM (head ``biaxial``, Johnson 2017: ``models.biaxial``), an LSTM along
+time per key, tied across keys, then one across each frame's keys. Every head scores a
+frame by the same Bernoulli field of 88 logits: the NADE's and the biaxial LSTM's logits
+are their conditionals, so the field's loss is their exact negative log-likelihood.
 
 From a MIDI file (``encode``) a frame lasts ``frame`` beats (default 0.5, an eighth
 note; the JSB Chorales benchmark uses quarter notes, 1.0). A note covers the frames
@@ -83,7 +88,7 @@ class PianoRoll(Representation):
 
     name = "piano_roll"
     columns = COLUMNS
-    heads = ("bernoulli",)
+    heads = ("bernoulli", "nade", "biaxial")
     # A starting point for the benchmarks (not yet tuned): the next frame at every step.
     recipe: ClassVar[dict] = {
         "model.units": 256,
@@ -162,9 +167,9 @@ class PianoRoll(Representation):
     def head(self, name: str, mixtures: int):
         from models.fields import Bernoulli, Head
 
-        if name != "bernoulli":
-            raise ValueError(f"{self.name} has the head bernoulli only, not {name!r}")
-        return Head((Bernoulli(COLUMNS),))
+        if name not in self.heads:
+            raise ValueError(f"{self.name} has the heads {' and '.join(self.heads)}, not {name!r}")
+        return Head((Bernoulli(COLUMNS),))  # nade, biaxial: logits of conditionals (module docstring)
 
     def metrics(self, head_name: str, head) -> list:
         from models.head_metrics import FieldMetric, LastLoss

@@ -36,10 +36,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
-import numpy as np
 
 import note_matrix
-from models import build_model, compile_model
+from models import build_model, compile_model, model_inputs, reads_targets
 from models.builder import carried_state_twin
 from models.head import HeadLoss
 from note_matrix import representations, runs
@@ -86,6 +85,8 @@ def _representation(config: TrainConfig):
         representation.head(config.model.head, config.model.mixtures)
     except ValueError as error:
         raise RunError(str(error)) from None
+    if config.model.head in ("nade", "biaxial") and config.model.targets != "all":
+        raise RunError(f"the {config.model.head} head predicts the frame after every step: use --targets all")
     if config.batches == "stream" and representation.inputs().kind != "tokens":
         raise RunError(f"--batches stream joins the files into streams of tokens; {config.representation} reads "
                        f"{representation.inputs().kind} steps (use pitch_sequence, chord_tokens or abc_chars)")
@@ -320,7 +321,7 @@ def _fit(config: TrainConfig, data: RunData, run_dir: Path, device: str, distrib
     batches, validation = window_batches(config, data)
     has_validation = validation is not None
     probe_source = validation.index if has_validation else batches.index
-    probe_windows, _ = probe_source.batch(np.arange(min(PROBE_BATCH_SIZE, len(probe_source))))
+    probe_windows, probe_targets = probe_source.gather(probe_source.starts[:PROBE_BATCH_SIZE], config.model.targets)
 
     with distribution.scope():  # keras.distribution must be set while building and fitting
         if checkpoint is None:
@@ -332,13 +333,20 @@ def _fit(config: TrainConfig, data: RunData, run_dir: Path, device: str, distrib
             model = load_checkpoint(run_dir, checkpoint, head)
             initial_epoch, steps = checkpoint["epochs_done"], checkpoint["tensorboard"]
             action = f"Resuming at epoch {initial_epoch + 1} of {config.epochs}:"
+        if reads_targets(model):  # nade, biaxial: teacher-forced, they read the frames they predict
+            if distribution.strategy is not None:
+                raise RunError(f"the {config.model.head} head cannot train under tf.distribute (--distribute with "
+                               "the TensorFlow backend); train it on one device or under JAX")
+            for part in (batches, validation):
+                if part is not None:
+                    part.feed_targets = True
         seen = validation.describe() if has_validation else "0 windows"
         print(
             f"{action} {model.name} on {device}{distribution.describe()}: {len(data.split['train'])} files / "
             f"{batches.describe()}; validation {len(data.split['validation'])} files / {seen} -> {run_dir}"
         )
         logger = TensorBoardLogger(
-            run_dir, probe_windows, histogram_freq=config.histogram_freq, initial_epoch=initial_epoch, **steps
+            run_dir, model_inputs(model, probe_windows, probe_targets), histogram_freq=config.histogram_freq, initial_epoch=initial_epoch, **steps
         )
         monitor = monitor_of(config, representation)
         monitor = checkpoint["monitor"] if checkpoint else (f"val_{monitor}" if has_validation else monitor)

@@ -97,14 +97,14 @@ class SummaryWriter:
 
 
 def model_graph(model: keras.Model) -> GraphDef:
-    """The model's graph: TensorFlow's op graph under that backend, else its layer graph."""
+    """The model's graph: TensorFlow's op graph under that backend (of every input: the window, and
+    the frames a frame head reads), else its layer graph."""
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf  # only under the TensorFlow backend
 
-        features = model.input_shape[-1]
-        forward = tf.function(lambda window: model(window, training=False))
-        spec = tf.TensorSpec((None, None, features), tf.float32, name="window")
-        graph = forward.get_concrete_function(spec).graph.as_graph_def()
+        specs = [tf.TensorSpec((None, None, tensor.shape[-1]), tf.float32, name=tensor.name) for tensor in model.inputs]
+        forward = tf.function(lambda *inputs: model(list(inputs) if len(inputs) > 1 else inputs[0], training=False))
+        graph = forward.get_concrete_function(*specs).graph.as_graph_def()
         return GraphDef.FromString(graph.SerializeToString())
     return layer_graph(model)
 
@@ -128,7 +128,8 @@ class TensorBoardLogger(keras.callbacks.Callback):
     """Writes the scalars, histograms and graph listed in this module's docstring.
 
     ``probe_windows``: ``(batch, window, features)``, the fixed validation batch whose
-    layer outputs are histogrammed every ``histogram_freq`` epochs.
+    layer outputs are histogrammed every ``histogram_freq`` epochs (with the frames they
+    predict, ``[windows, targets]``, for a model that reads them: ``models.reads_targets``).
     ``train_step``, ``validation_step``, ``initial_epoch``: batches and epochs the
     interrupted process of a resumed run had logged at its last checkpoint (0 for a new
     run); numbering goes on from there, and anything it logged later is discarded.
@@ -146,7 +147,11 @@ class TensorBoardLogger(keras.callbacks.Callback):
     ):
         super().__init__()
         self.log_dir = Path(log_dir)
-        self.probe_windows = np.asarray(probe_windows, dtype=np.float32)
+        self.probe_windows = (
+            [np.asarray(part, dtype=np.float32) for part in probe_windows]
+            if isinstance(probe_windows, list)
+            else np.asarray(probe_windows, dtype=np.float32)
+        )
         self.histogram_freq = histogram_freq
         self.train_step = train_step
         self.validation_step = validation_step

@@ -114,7 +114,9 @@ class WindowBatches(keras.utils.PyDataset):
     and so does a ``tf.data`` pipeline built from ``epoch_starts`` (``note_matrix.training.tf_data``).
     ``fit`` should pin the epoch with the ``ShuffleEpochs`` callback: Keras also calls
     ``on_epoch_end`` once before the first epoch, so counting its calls would be off.
-    The number of windows, and so of batches, is the same in every epoch.
+    The number of windows, and so of batches, is the same in every epoch. ``feed_targets``
+    (for a model that ``reads_targets``, the ``nade`` head): each batch is ``((x, y), y)``,
+    the model reading the steps it predicts as its second input.
     """
 
     def __init__(
@@ -145,6 +147,7 @@ class WindowBatches(keras.utils.PyDataset):
         self.layout = layout
         self.draw = draw
         self.windows = len(index) if layout == "sliding" else int(index.chunks_per_song().sum())
+        self.feed_targets = False
         self.set_epoch(0)
 
     def epoch_starts(self, epoch: int) -> np.ndarray:
@@ -179,7 +182,8 @@ class WindowBatches(keras.utils.PyDataset):
 
     def __getitem__(self, batch_number: int):
         starts = self._starts[batch_number * self.batch_size : (batch_number + 1) * self.batch_size]
-        return self.index.gather(starts, self.targets)
+        x, y = self.index.gather(starts, self.targets)
+        return ((x, y), y) if self.feed_targets else (x, y)
 
     def on_epoch_end(self) -> None:
         self.set_epoch(self.epoch + 1)
