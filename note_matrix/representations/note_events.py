@@ -98,8 +98,8 @@ class EventFields(Representation):
     columns = (*FIELDS, *SOUNDING)
     heads = ("categorical",)
     # The training recipe: see the README, "Note events".
-    recipe = {"model.units": 256, "model.dropout_rate": 0.2, "model.optimizer": "adam",
-              "model.learning_rate": 1e-3, "model.clipnorm": 1.0, "model.targets": "all",
+    recipe = {"model.units": 256, "model.dropout_rate": 0.1, "model.optimizer": "adam",
+              "model.learning_rate": 2e-3, "model.clipnorm": 1.0, "model.targets": "all",
               "window_length": 100, "batch_size": 16, "validation_stride": 5, "patience": 10, "epochs": 150}
     score_columns = (
         ScoreColumn("pitch_accuracy", "pitch acc.", True),
