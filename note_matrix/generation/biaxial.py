@@ -16,7 +16,7 @@ from keras import ops
 
 from models.biaxial import BiaxialLSTM
 from note_matrix.errors import RunError
-from note_matrix.generation.carried_state import CHUNK_STEPS, CarriedStateGenerator, RowFunction
+from note_matrix.generation.carried_state import CarriedStateGenerator
 
 
 def biaxial_layer(model: keras.Model) -> BiaxialLSTM | None:
@@ -25,14 +25,10 @@ def biaxial_layer(model: keras.Model) -> BiaxialLSTM | None:
 
 
 class BiaxialGenerator(CarriedStateGenerator):
-    """Frames from a biaxial model with the time axis's state carried forward (module docstring);
-    ``row_function(frame, noise_t, previous)`` receives each drawn frame. ``start`` and
-    ``advance`` (``generation.tunes``) are not available."""
-
-    def __init__(self, model: keras.Model, row_function: RowFunction, *, noise_width: int | None = None,
-                 chunk_steps: int = CHUNK_STEPS, temperature: float = 0.0):
-        super().__init__(model, row_function, noise_width=noise_width, chunk_steps=chunk_steps,
-                         temperature=temperature)
+    """Frames from a biaxial model with the time axis's state carried forward (module docstring),
+    built as ``CarriedStateGenerator`` is (``temperature``: the draw's); ``row_function(frame,
+    noise_t, previous)`` receives each drawn frame. ``start`` and ``advance``
+    (``generation.tunes``) are not available."""
 
     def _read_model(self, model: keras.Model) -> None:
         layer = biaxial_layer(model)
