@@ -15,7 +15,8 @@ unless --temperature is given, then adds Gaussian noise of the run's residual sp
 sampled output exactly (the seed used is printed). --plot writes a piano-roll PNG and
 --audio a WAV beside each MIDI file. --max-copied N (a note_events run) keeps every piece
 from copying more than N consecutive notes of one training file: a note that would is
-drawn again (note_matrix.generation.copy_guard).
+drawn again (note_matrix.generation.copy_guard); --max-held SECONDS releases any note still
+sounding that long after its onset.
 
 An abc_chars run (folk tunes as ABC text) needs no seed: python generate.py --model RUN
 writes a tune after <start> (a warm-up tune before it, as training showed tunes back to
@@ -39,7 +40,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
 
 from note_matrix import representations, runs  # noqa: E402
-from note_matrix.arguments import add_run_arguments, bounded_int, temperature  # noqa: E402
+from note_matrix.arguments import add_run_arguments, bounded_int, positive_seconds, temperature  # noqa: E402
 from note_matrix.config import RunConfig  # noqa: E402
 from note_matrix.errors import NoteMatrixError, RunError  # noqa: E402
 from note_matrix.generation.primer import read_primer  # noqa: E402
@@ -102,6 +103,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                           help="a note_events run: copy no more than N consecutive notes (in onset order) of any "
                                "training file; a note that would is drawn again, avoiding that pitch "
                                "(default: no limit)")
+    sampling.add_argument("--max-held", type=positive_seconds, default=None, metavar="SECONDS",
+                          help="a note_events run: release any note still sounding SECONDS after its onset (the "
+                               "network can lose track of a note it struck long before; pop's longest training "
+                               "note lasts 3.96 s) (default: no limit)")
     render = parser.add_argument_group("pictures and sound")
     render.add_argument("--plot", action="store_true", help="also write a piano-roll PNG beside each MIDI file")
     render.add_argument("--audio", action="store_true", help="also write a WAV beside each MIDI file")
@@ -282,6 +287,8 @@ def main(argv=None) -> int:
         representation = config.build_representation()
         if args.max_copied is not None:
             check_max_copied(args, run_dir, representation)
+        if args.max_held is not None and representation.name != "note_events":
+            raise RunError(f"--max-held is for note_events runs; {run_dir.name} is a {representation.name} run")
         if not representations.primed_by_seed(representation.name):
             lines = generate_tunes(args, run_dir, config, representation)
             print("\n".join(lines))
@@ -318,7 +325,7 @@ def main(argv=None) -> int:
         paths = generation.output_paths(args.out or run_dir / "generated.mid", args.num_outputs)
         written, extras = [], []
         for path, piece, start, guard_line in zip(paths, rows, starts, guarded):
-            notes = representation.decode(piece, primer.meta, path)
+            notes = representation.decode(piece, {**primer.meta, "max_held_seconds": args.max_held}, path)
             written.append((path, notes, start, guard_line,
                             summary_line(describe(Notes.from_events(read_midi(path))))))
             extras += plot_and_audio(args, path, f"{path.name}: {run_dir.name}, {config.train.model.head} head, {how}")

@@ -12,7 +12,7 @@
 # TRAIN_FLAGS, e.g. a shorter patience for Nottingham, 16 times pop's events per epoch).
 # Generation: 4 pieces of 500 events, primed at 4 places of each of the first 4 test
 # files, at T=1 (the head's default), --random-seed 1; then the same with --max-copied
-# $MAX_COPIED (default 8), the copy guard.
+# $MAX_COPIED (default 8), the copy guard, and with --max-held $MAX_HELD (default 4 s) as well.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${NOTE_MATRIX_MIRROR:?set NOTE_MATRIX_MIRROR to the dataset mirror}"
@@ -55,5 +55,7 @@ generate_set() {
 generate_set generated
 # the same 16 pieces with the copy guard: no run of more than MAX_COPIED notes of a training file
 generate_set guarded --max-copied "${MAX_COPIED:-8}"
+# and with stuck notes released too: none held over MAX_HELD seconds (pop's longest training note: 3.96 s)
+generate_set held --max-copied "${MAX_COPIED:-8}" --max-held "${MAX_HELD:-4}"
 python -c "from note_matrix.generation import write_piano_roll as draw; print(draw('$out/generated/seed1-1.mid', \
 '$out/seed1-1.png', 'note_events on $dataset, T=1: 500 events after the first 100 of the first test file'))"

@@ -38,6 +38,14 @@ def temperature(text: str) -> float:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """A duration in seconds: finite and above 0."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError("must be a finite number of seconds above 0")
+    return value
+
+
 def temperatures(text: str) -> tuple[float, ...]:
     """``"0.5,0.7,1.0"`` -> ``(0.5, 0.7, 1.0)``: each above 0 and finite."""
     try:

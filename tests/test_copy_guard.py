@@ -17,6 +17,7 @@ from note_matrix.generation import generate_rows, load_model, read_primer
 from note_matrix.generation.copy_guard import CopyGuard, NoteOrder, generate_uncopied
 from note_matrix.generation.sampling import Sampling
 from note_matrix.midi import read_midi
+from note_matrix.playable import RELEASE_SECONDS
 from note_matrix.representations.note_events import EventFields, time_class
 from note_matrix.run_data import open_run
 from tests.midi_factory import write_song
@@ -159,3 +160,56 @@ def test_the_flag_is_refused_for_other_runs_and_the_window_method(trained_run, s
                           "--method", "window", "--quiet"]) == 2
     assert capsys.readouterr().err == ("generate.py: error: --max-copied generates with the carried state only "
                                        "(leave out --method window)\n")
+
+
+# -- --max-held: stuck notes released ---------------------------------------------------------------------
+
+
+def _notes(events, max_held, path) -> Notes:
+    """``events`` ``(time gap bin, pitch, level)`` rows decoded with ``max_held`` and read back."""
+    rows = np.array([(level, pitch, gap) for gap, pitch, level in events], np.int32)
+    EVENTS.decode(rows, {"max_held_seconds": max_held}, path)
+    return Notes.from_events(read_midi(path))
+
+
+def test_max_held_releases_a_stuck_note_and_drops_its_late_note_off(tmp_path):
+    five = int(time_class(5.0))  # the 5 s bin
+    events = [(0, 60, 10), (0, 64, 10), (QUARTER, 64, 0), (five, 67, 10), (five, 60, 0), (QUARTER, 67, 0)]
+    plain, held = _notes(events, None, tmp_path / "plain.mid"), _notes(events, 4.0, tmp_path / "held.mid")
+    np.testing.assert_array_equal(held.pitch, plain.pitch)  # the same notes, at the same onsets
+    np.testing.assert_allclose(held.start_seconds, plain.start_seconds)
+    durations = dict(zip(held.pitch.tolist(), (held.end_seconds - held.start_seconds).tolist()))
+    plain_durations = dict(zip(plain.pitch.tolist(), (plain.end_seconds - plain.start_seconds).tolist()))
+    assert plain_durations[60] == pytest.approx(10.25, abs=0.01) and durations[60] == pytest.approx(4.0, abs=0.01)
+    assert durations[64] == pytest.approx(plain_durations[64]) == pytest.approx(0.25, abs=0.01)  # short: kept
+    assert plain_durations[67] > 5.0 and durations[67] == pytest.approx(4.0, abs=0.01)
+    # A note never released is released max_held after its onset, or as a piece's last notes are.
+    unreleased = _notes([(0, 60, 10), (five, 62, 10), (QUARTER, 62, 0), (QUARTER, 64, 10)], 2.0,
+                        tmp_path / "end.mid")
+    np.testing.assert_allclose(unreleased.end_seconds - unreleased.start_seconds, [2.0, 0.257, RELEASE_SECONDS],
+                               atol=0.01)
+    assert (tmp_path / "plain.mid").read_bytes() != (tmp_path / "held.mid").read_bytes()
+    EVENTS.decode(np.array([(level, pitch, gap) for gap, pitch, level in events], np.int32), {}, tmp_path / "no.mid")
+    assert (tmp_path / "no.mid").read_bytes() == (tmp_path / "plain.mid").read_bytes()  # no key: unchanged
+
+
+def test_generate_max_held_bounds_every_note_of_a_run(phrase_run, tmp_path, capsys):
+    run, songs = phrase_run
+    argv = ["--model", str(run), "--seed", str(songs / "song0.mid"), "--length", "200", "--random-seed", "5",
+            "--quiet"]
+    assert generate.main([*argv, "--out", str(tmp_path / "plain.mid")]) == 0
+    assert generate.main([*argv, "--max-held", "0.3", "--out", str(tmp_path / "held.mid")]) == 0
+    plain, held = (Notes.from_events(read_midi(tmp_path / name)) for name in ("plain.mid", "held.mid"))
+    assert (plain.end_seconds - plain.start_seconds).max() > 0.35
+    assert (held.end_seconds - held.start_seconds).max() <= 0.3 + 0.002  # a tick at most
+    np.testing.assert_array_equal(held.pitch, plain.pitch)  # the same notes drawn, only released sooner
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        generate.main([*argv, "--max-held", "0", "--out", str(tmp_path / "x.mid")])
+    assert "--max-held: must be a finite number of seconds above 0" in capsys.readouterr().err
+
+
+def test_max_held_is_refused_for_other_runs(trained_run, song_folder, capsys):
+    argv = ["--model", str(trained_run), "--seed", str(song_folder / "song0.mid"), "--max-held", "4", "--quiet"]
+    assert generate.main(argv) == 2
+    assert capsys.readouterr().err == "generate.py: error: --max-held is for note_events runs; tiny is a note_matrix run\n"

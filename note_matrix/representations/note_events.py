@@ -18,7 +18,8 @@ among the sounding notes for a note-off and among the silent ones for a note-on.
   at its geometric centre, within 4.6 % of the original gap; bin 79 is 5 s or more,
   played as 5 s.
 
-Encoding keeps every event that means something: a note-on of a pitch already sounding
+Generation may release stuck notes at decoding (``release_held``, generate.py
+``--max-held``). Encoding keeps every event that means something: a note-on of a pitch already sounding
 is preceded by its note-off (a re-strike), a note-off of a pitch not sounding is
 dropped. So the data obeys the rule generation keeps (``next_step``): the fields are drawn
 in turn, velocity first, then a pitch that is sounding for a note-off and silent for a
@@ -33,8 +34,8 @@ import os
 import numpy as np
 
 from models.config import InputSpec
-from note_matrix.midi import DEFAULT_TEMPO_US_PER_BEAT, DEFAULT_TICKS_PER_BEAT, read_midi
-from note_matrix.playable import write_playable
+from note_matrix.midi import DEFAULT_TEMPO_US_PER_BEAT, DEFAULT_TICKS_PER_BEAT, read_midi, write_midi
+from note_matrix.playable import playable_events
 from note_matrix.representations.base import Encoded, Representation, ScoreColumn
 
 PITCHES = 128
@@ -82,6 +83,23 @@ def events(time_seconds, pitch, velocity) -> tuple[np.ndarray, np.ndarray, np.nd
         return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
     times, notes, levels = zip(*kept)
     return np.array(times), np.array(notes, np.int64), np.array(levels, np.int64)
+
+
+def release_held(time_seconds: np.ndarray, pitch: np.ndarray, velocity: np.ndarray, max_held: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Balanced events (``playable.playable_events``: ``(time_seconds, pitch, velocity (0:
+    off))``, each note-on followed by its one note-off) with every note released at most
+    ``max_held`` seconds after its onset (a stuck note: the network can lose track of a note
+    it struck long before), in time order, a release before a strike at one instant."""
+    times = np.array(time_seconds, np.float64)
+    onsets: dict[int, float] = {}
+    for index, (time, key, level) in enumerate(zip(times.tolist(), pitch.tolist(), velocity.tolist())):
+        if level > 0:
+            onsets[key] = time
+        else:
+            times[index] = min(time, onsets.pop(key) + max_held)
+    order = np.lexsort((velocity > 0, times))
+    return times[order], pitch[order], velocity[order]
 
 
 def sounding_after(pitch: np.ndarray, level: np.ndarray) -> np.ndarray:
@@ -146,9 +164,15 @@ class EventFields(Representation):
         return np.cumsum(TIME_VALUES[time]), pitch.astype(np.int16), class_velocity(level).astype(np.int16)
 
     def decode(self, steps: np.ndarray, meta: dict, path: str | os.PathLike) -> int:
-        time_seconds, pitch, velocity = self.to_events(steps)
-        return write_playable(path, time_seconds, pitch, velocity,
-                              tempo_us_per_beat=meta.get("tempo_us_per_beat", DEFAULT_TEMPO_US_PER_BEAT))
+        """The steps as a MIDI file (``playable.write_playable``'s); with ``meta["max_held_seconds"]``
+        (generate.py ``--max-held``), every note still sounding that long after its onset is
+        released then (``release_held``). Returns the number of notes written."""
+        time_seconds, pitch, velocity = playable_events(*self.to_events(steps))  # what write_playable writes
+        if meta.get("max_held_seconds") is not None:
+            time_seconds, pitch, velocity = release_held(time_seconds, pitch, velocity, meta["max_held_seconds"])
+        write_midi(path, time_seconds, pitch, velocity,
+                   tempo_us_per_beat=meta.get("tempo_us_per_beat", DEFAULT_TEMPO_US_PER_BEAT))
+        return int(np.count_nonzero(velocity))
 
     # -- the network -------------------------------------------------------------------
     def inputs(self) -> InputSpec:
