@@ -212,4 +212,6 @@ def test_generate_max_held_bounds_every_note_of_a_run(phrase_run, tmp_path, caps
 def test_max_held_is_refused_for_other_runs(trained_run, song_folder, capsys):
     argv = ["--model", str(trained_run), "--seed", str(song_folder / "song0.mid"), "--max-held", "4", "--quiet"]
     assert generate.main(argv) == 2
-    assert capsys.readouterr().err == "generate.py: error: --max-held is for note_events runs; tiny is a note_matrix run\n"
+    assert capsys.readouterr().err == (
+        "generate.py: error: --max-held is for note_events runs; tiny is a note_matrix run\n"
+    )
