@@ -39,7 +39,7 @@ import keras
 
 import note_matrix
 from models import build_model, compile_model, model_inputs, reads_targets
-from models.builder import carried_state_twin
+from models.builder import FRAME_HEADS, carried_state_twin
 from models.head import HeadLoss
 from note_matrix import representations, runs
 from note_matrix.calibration import write_calibration
@@ -85,7 +85,7 @@ def _representation(config: TrainConfig):
         representation.head(config.model.head, config.model.mixtures)
     except ValueError as error:
         raise RunError(str(error)) from None
-    if config.model.head in ("nade", "biaxial") and config.model.targets != "all":
+    if config.model.head in FRAME_HEADS and config.model.targets != "all":
         raise RunError(f"the {config.model.head} head predicts the frame after every step: use --targets all")
     if config.batches == "stream" and representation.inputs().kind != "tokens":
         raise RunError(f"--batches stream joins the files into streams of tokens; {config.representation} reads "
