@@ -113,6 +113,19 @@ def test_train_saves_a_nade_model_that_loads_and_samples_in_tensorboard(nade_run
     assert (run / "samples" / "epoch-0001.mid").is_file()  # drawn key by key by the carried-state loop
 
 
+@pytest.mark.parametrize("head_name", ["nade", "biaxial"])
+def test_train_refuses_a_frame_head_with_targets_last_in_one_line(head_name, nade_run, tmp_path, monkeypatch,
+                                                                   capsys):
+    _, mirror = nade_run
+    monkeypatch.setenv(resolve.MIRROR_ENV, str(mirror))
+    argv = ["--dataset", "jsb", "--representation", "piano_roll", "--head", head_name, "--targets", "last",
+            "--data-dir", str(tmp_path / "data"), "--logdir", str(tmp_path / "logs"), *TINY]
+    assert train.main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"train.py: error: the {head_name} head predicts the frame after every step: use --targets all")
+    assert not (tmp_path / "logs").exists()  # refused before any run folder is made
+
+
 def test_evaluate_scores_the_nade_model_by_the_frame_nll(nade_run, monkeypatch, capsys):
     import scipy.io
 
