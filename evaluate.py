@@ -7,7 +7,9 @@ first-order Markov chain over pitches): MSE per column and overall, pitch accura
 negative log-likelihood per row. Prints a table and saves it in logs/<run>/evaluation.json.
 
 --split validation scores the validation files instead (where settings are chosen; saved
-under "validation"). A piano-roll run (the polyphonic benchmarks: --dataset jsb, ...) is
+under "validation"). --score-from N scores only the rows at index N or later of each file
+longer than N: runs of different --window, trained with train.py --split-from on the same
+files, are then compared on the same rows (N: the largest window). A piano-roll run (the polyphonic benchmarks: --dataset jsb, ...) is
 scored as the benchmarks are, by its frame-level NLL on every frame of its validation and
 test pieces beside the frame baselines and the published figures (saved under "frame_nll");
 with no test split (the mirror's copies withhold it), on validation only, and said so. --generated DIR compares the music statistics of the MIDI files in DIR (e.g. the output of
@@ -35,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up 
 
 from note_matrix import runs  # noqa: E402
 from note_matrix.arguments import add_run_arguments, bounded_int, temperatures  # noqa: E402
-from note_matrix.errors import NoteMatrixError  # noqa: E402
+from note_matrix.errors import NoteMatrixError, RunError  # noqa: E402
 
 DEFAULT_TEMPERATURES = "0.5,0.7,1.0"  # an abc_chars run's (note_matrix.evaluation.tunes)
 MAX_TUNES = 10_000
@@ -56,6 +58,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", choices=("test", "validation"), default="test",
                         help="score on the test files, or on the validation files where settings are chosen "
                              "(default: %(default)s)")
+    parser.add_argument("--score-from", type=bounded_int(1, 10**9), default=None, metavar="N",
+                        help="score only the rows at index N or later of each file longer than N, each read after "
+                             "the run's window before it: give the largest window to compare runs of different "
+                             "windows on the same rows (default: every row after the run's window; runs scored "
+                             "row by row only)")
     tunes = parser.add_argument_group("abc_chars runs")
     tunes.add_argument("--temperatures", type=temperatures, default=temperatures(DEFAULT_TEMPERATURES), metavar="T,T",
                        help=f"the sampling temperatures to generate tunes at (default: {DEFAULT_TEMPERATURES})")
@@ -80,6 +87,11 @@ def main(argv=None) -> int:
         from note_matrix import evaluation, run_data
 
         data = run_data.open_run(run_dir, dataset=args.dataset, data_dir=args.data_dir)
+        if args.score_from is not None and (args.generated is not None or data.representation.name == "piano_roll"
+                                            or data.representation.decodes_to == ".abc"):
+            raise RunError(f"--score-from: {run_dir} is not scored row by row after a window (a piano roll is "
+                           "scored on every frame, ABC by tunes; --generated compares files)")
+        evaluation.check_score_from(data.window_length, args.score_from)
         if args.generated is not None:
             key, result = "generated", evaluation.compare_generated(data, args.generated)
             table = evaluation.format_generated(result, run_dir)
@@ -100,7 +112,8 @@ def main(argv=None) -> int:
             evaluation.require_test_files(data, args.split)  # before Keras loads the model
             model = runs.load_model(run_dir)
             run_data.encode(data, progress=not args.quiet)
-            key, result = args.split, evaluation.evaluate_test(data, model, split=args.split)
+            key, result = args.split, evaluation.evaluate_test(data, model, split=args.split,
+                                                                   score_from=args.score_from)
             table = evaluation.format_test(result, run_dir)
         path = Path(args.json) if args.json else run_dir / runs.EVALUATION_FILE
         evaluation.save(path, key, result, merge=args.json is None)

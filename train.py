@@ -43,7 +43,7 @@ CONFIG_FIELDS = {
     "dataset": "dataset", "data_dir": "data_dir", "representation": "representation", "window": "window_length",
     "frame": "frame", "chord_symbols": "chord_symbols", "validation_fraction": "validation_fraction",
     "validation_stride": "validation_stride", "test_fraction": "test_fraction", "max_files": "max_files",
-    "workers": "workers",
+    "split_from": "split_from", "workers": "workers",
     "cell": "model.cell", "units": "model.units", "layers": "model.layers", "dropout": "model.dropout_rate",
     "targets": "model.targets", "head": "model.head", "mixtures": "model.mixtures",
     "output_units": "model.output_units", "learning_rate": "model.learning_rate",
@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--max-files", type=int, default=None,
                       help="use only the first N files (a benchmark: the first N pieces of each split; ABC: the "
                            "first N tunes), for a quick try")
+    data.add_argument("--split-from", default=None, metavar="RUN",
+                      help="train, validate and test on the files of RUN's split (its split.json), those too short "
+                           "for this --window left out, so runs of different windows are compared on the same "
+                           "files (default: split this run's usable files by --seed)")
     data.add_argument("--workers", type=int, default=TRAIN_DEFAULTS.workers,
                       help="processes that encode the MIDI files (0: one per CPU core; pays off for "
                            "thousands of new files; default: %(default)s)")

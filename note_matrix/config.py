@@ -50,6 +50,7 @@ class TrainConfig:
     # the state carried from window to window (note_matrix.training.windows.StreamBatches)
     batches: str = "shuffled"
     max_files: int | None = None  # the first N files of the dataset (sorted), for quick runs
+    split_from: str | None = None  # a run folder whose split.json this run's files follow (run_data.prepare)
     histogram_freq: int = 1
     sample_every: int = 10  # a generated piece to TensorBoard (image and audio) every N epochs; 0: never
     workers: int = 1  # processes encoding the dataset (0: one per CPU core); the result does not depend on it

@@ -77,7 +77,8 @@ def _encode(files: DatasetFiles, representation: Representation, data_dir: Path,
 def prepare(config: TrainConfig, representation: Representation, *, progress: bool) -> RunData:
     """Resolve, encode (cached), split by file, fit ``representation`` on the training files.
 
-    The split is over the files that encode; a representation that learns from the
+    The split is over the files that encode (or, with ``split_from``, that run's split,
+    ``split_from_run``); a representation that learns from the
     training files (``needs_fit``) is fitted on them and the files encoded again with
     what it learnt (fitting never changes which files encode).
     """
@@ -96,8 +97,11 @@ def prepare(config: TrainConfig, representation: Representation, *, progress: bo
             f"(each needs at least {config.window_length + 1} steps); "
             f"first reason: {next(iter(encoded.skipped.values()), 'no files')}"
         )
-    split = split_by_file(list(encoded.arrays), validation_fraction=config.validation_fraction,
-                          test_fraction=config.test_fraction, seed=config.seed)
+    if config.split_from is not None:
+        split = split_from_run(config.split_from, files, encoded.arrays)
+    else:
+        split = split_by_file(list(encoded.arrays), validation_fraction=config.validation_fraction,
+                              test_fraction=config.test_fraction, seed=config.seed)
     if representation.needs_fit:
         representation.fit([files.path(key) for key in split["train"]])
         encoded = _encode(files, representation, data_dir, config.window_length, progress=progress,
@@ -106,8 +110,31 @@ def prepare(config: TrainConfig, representation: Representation, *, progress: bo
                    dict(encoded.skipped), encoded.total_files, encoded.fingerprint, dataset=config.dataset)
 
 
+def split_from_run(run_dir: str | Path, files: DatasetFiles, usable) -> dict[str, list[str]]:
+    """``--split-from``: the train/validation/test files of the run in ``run_dir`` (its
+    ``split.json``), keeping only those in ``usable`` (the files that encode with at least a
+    window and its next step here). Without it, the split depends on which files are long
+    enough for the window, so runs of different windows would be scored on different files.
+    ``RunError`` (one line) for a folder without ``split.json``, a split of another dataset
+    or one whose training files are all too short here.
+    """
+    path = Path(run_dir) / runs.SPLIT_FILE
+    saved = runs.read_json(path)
+    if not isinstance(saved, dict) or not all(isinstance(saved.get(part), list) for part in PARTS):
+        raise RunError(f"--split-from {run_dir}: no {runs.SPLIT_FILE} there (the folder of a finished run holds one)")
+    if saved.get("dataset") != files.name:
+        raise RunError(f"--split-from {run_dir}: its split is of the dataset {saved.get('dataset')}, not {files.name}")
+    split = {part: [key for key in saved[part] if key in usable] for part in PARTS}
+    if not split["train"]:
+        raise RunError(f"--split-from {run_dir}: none of its {len(saved['train'])} training files is long enough "
+                       "for this --window")
+    return split
+
+
 def _prepare_benchmark(config: TrainConfig, representation: Representation, benchmark: dict) -> RunData:
     """The benchmark's pieces in its own split (the first ``max_files`` of each part), as piano-roll steps."""
+    if config.split_from is not None:
+        raise RunError(f"--split-from: {config.dataset} is a benchmark with its own split")
     representation = _benchmark_representation(config, representation, benchmark)
     files = resolve_dataset(config.dataset, Path(config.data_dir))
     pieces = keyed_pieces(config.dataset, _benchmark_file(files, benchmark))

@@ -30,6 +30,7 @@ from note_matrix.evaluation.scores import (
     SCORE_NAMES,
     best_per_column,
     calibration,
+    check_score_from,
     evaluate_test,
     model_label,
     not_beaten,
@@ -40,7 +41,7 @@ from note_matrix.evaluation.tunes import copy_check, evaluate_tunes, format_tune
 
 __all__ = [
     "PITCH_CLASSES", "PREDICT_BATCH_SIZE", "SCORE_NAMES", "STATISTIC_LABELS", "best_per_column", "calibration",
-    "compare_generated", "copy_check", "evaluate_frames", "evaluate_test", "evaluate_tunes", "format_frames",
+    "check_score_from", "compare_generated", "copy_check", "evaluate_frames", "evaluate_test", "evaluate_tunes", "format_frames",
     "format_generated", "format_test", "format_tunes",
     "model_label", "not_beaten",
     "outside_training_range", "predict_outputs", "read_notes", "require_test_files", "save", "verdict",

@@ -18,7 +18,7 @@ def format_test(result: dict, run_dir: str | Path = "") -> str:
     widths = [max(len(header), 9) + 3 for _, header, _, _ in columns]
     lines = [
         (f"{result.get('split', 'test').capitalize()} split of {run_dir or 'the run'}: {len(result['files'])} files, {result['rows']:,} rows scored "
-         f"(every row after the first {result['window_length']} of each file)"),
+         f"(every row after the first {result.get('score_from', result['window_length'])} of each file)"),
         "",
         " " * name_width + "".join((header + " ").rjust(w) for (_, header, _, _), w in zip(columns, widths)),
     ]

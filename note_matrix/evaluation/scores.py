@@ -75,19 +75,41 @@ def model_label(head: str) -> str:
     return f"model ({head} head)"
 
 
-def evaluate_test(data: RunData, model, *, batch_size: int = PREDICT_BATCH_SIZE, split: str = "test") -> dict:
+def check_score_from(window: int, score_from: int | None) -> None:
+    """``RunError`` (one line) if ``score_from`` would score rows before the run's first window ends."""
+    if score_from is not None and score_from < window:
+        raise RunError(f"--score-from {score_from}: the run reads windows of {window} rows, so no row before "
+                       f"index {window} can be scored")
+
+
+def scored_files(arrays: list[np.ndarray], window: int, score_from: int | None) -> list[np.ndarray]:
+    """The files as scored: each whole (every row after the first ``window``), or with
+    ``score_from`` only the rows at index ``score_from`` or later, each read after the
+    ``window`` rows before it (files of ``score_from`` rows or fewer left out). Runs of
+    different windows, given the largest as ``score_from``, are scored on the same rows."""
+    if score_from is None:
+        return arrays
+    check_score_from(window, score_from)
+    return [array[score_from - window:] for array in arrays if len(array) > score_from]
+
+
+def evaluate_test(data: RunData, model, *, batch_size: int = PREDICT_BATCH_SIZE, split: str = "test",
+                  score_from: int | None = None) -> dict:
     """The ``"test"`` entry of ``evaluation.json``: every predictor's scores on the test steps
-    (``split="validation"``: on the validation steps, where settings are chosen).
+    (``split="validation"``: on the validation steps, where settings are chosen), from row
+    ``score_from`` of each file if given (``scored_files``).
 
     ``data`` comes from ``run_data.encode(run_data.open_run(...))``; ``RunError`` for a run
-    without files in ``split``.
+    without files in ``split`` (or none longer than ``score_from``).
     """
     import keras
 
     require_test_files(data, split)
     representation, head, head_name = data.representation, data.config.head(), data.config.train.model.head
     window = data.window_length
-    test = data.part(split)
+    test = scored_files(data.part(split), window, score_from)
+    if not test:
+        raise RunError(f"{data.run_dir}: no {split} file is longer than --score-from {score_from} rows")
     _, target = target_rows(test, window)
     outputs = predict_outputs(model, test, window, batch_size=batch_size)
     points = np.asarray(keras.ops.convert_to_numpy(head.point(outputs)), np.float64)
@@ -103,9 +125,10 @@ def evaluate_test(data: RunData, model, *, batch_size: int = PREDICT_BATCH_SIZE,
     return {
         "created": runs.utc_now(),
         "split": split,
-        "files": list(data.split[split]),
+        "files": [key for key in data.split[split] if score_from is None or len(data.arrays[key]) > score_from],
         "rows": len(target),
         "window_length": window,
+        "score_from": window if score_from is None else score_from,
         "head": head_name,
         "residual_std": std,
         "residual_std_source": std_source,
