@@ -43,7 +43,7 @@ CONFIG_FIELDS = {
     "dataset": "dataset", "data_dir": "data_dir", "representation": "representation", "window": "window_length",
     "frame": "frame", "chord_symbols": "chord_symbols", "validation_fraction": "validation_fraction",
     "validation_stride": "validation_stride", "test_fraction": "test_fraction", "max_files": "max_files",
-    "split_from": "split_from", "workers": "workers",
+    "split_from": "split_from", "transpose": "transpose", "workers": "workers",
     "cell": "model.cell", "units": "model.units", "layers": "model.layers", "dropout": "model.dropout_rate",
     "targets": "model.targets", "head": "model.head", "mixtures": "model.mixtures",
     "output_units": "model.output_units", "learning_rate": "model.learning_rate",
@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="train, validate and test on the files of RUN's split (its split.json), those too short "
                            "for this --window left out, so runs of different windows are compared on the same "
                            "files (default: split this run's usable files by --seed)")
+    data.add_argument("--transpose", type=int, default=TRAIN_DEFAULTS.transpose, metavar="N",
+                      help="piano_roll: shift each training window by up to N semitones either way, drawn per "
+                           "window (never a sounding key off the keyboard; validation as it is; default: "
+                           "%(default)s, none)")
     data.add_argument("--workers", type=int, default=TRAIN_DEFAULTS.workers,
                       help="processes that encode the MIDI files (0: one per CPU core; pays off for "
                            "thousands of new files; default: %(default)s)")

@@ -50,6 +50,7 @@ class TrainConfig:
     # the state carried from window to window (note_matrix.training.windows.StreamBatches)
     batches: str = "shuffled"
     max_files: int | None = None  # the first N files of the dataset (sorted), for quick runs
+    transpose: int = 0  # piano rolls: each training window shifted by up to N semitones (training.windows)
     split_from: str | None = None  # a run folder whose split.json this run's files follow (run_data.prepare)
     histogram_freq: int = 1
     sample_every: int = 10  # a generated piece to TensorBoard (image and audio) every N epochs; 0: never
@@ -65,6 +66,8 @@ class TrainConfig:
             raise ValueError(f"patience must be at least 1, got {self.patience}")
         if self.max_files is not None and self.max_files < 1:
             raise ValueError(f"max_files must be at least 1, got {self.max_files}")
+        if not 0 <= self.transpose <= 12:
+            raise ValueError(f"transpose must lie in 0..12 semitones, got {self.transpose}")
         if self.sample_every < 0:
             raise ValueError(f"sample_every must be 0 (never) or more, got {self.sample_every}")
         if self.workers < 0:

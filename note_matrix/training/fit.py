@@ -85,6 +85,9 @@ def _representation(config: TrainConfig):
         representation.head(config.model.head, config.model.mixtures)
     except ValueError as error:
         raise RunError(str(error)) from None
+    if config.transpose and representation.inputs().kind != "multi_hot":
+        raise RunError(f"--transpose shifts the keys of a piano roll; {config.representation} reads "
+                       f"{representation.inputs().kind} steps (use --representation piano_roll)")
     if config.model.head in FRAME_HEADS and config.model.targets != "all":
         raise RunError(f"the {config.model.head} head predicts the frame after every step: use --targets all")
     if config.batches == "stream" and representation.inputs().kind != "tokens":
@@ -269,7 +272,8 @@ def window_batches(config: TrainConfig, data: RunData
     if len(train_index) == 0:
         raise DatasetError(f"{data.files.root}: the training split has no windows of {config.window_length} steps")
     batches = WindowBatches(train_index, config.batch_size, shuffle=True, seed=config.seed, targets=targets,
-                            layout="chunks" if targets == "all" else "sliding", draw=config.batches)
+                            layout="chunks" if targets == "all" else "sliding", draw=config.batches,
+                            transpose=config.transpose)
     if len(validation_index) == 0:
         return batches, None
     return batches, WindowBatches(validation_index, config.batch_size, shuffle=False, targets=targets)
@@ -333,6 +337,9 @@ def _fit(config: TrainConfig, data: RunData, run_dir: Path, device: str, distrib
             model = load_checkpoint(run_dir, checkpoint, head)
             initial_epoch, steps = checkpoint["epochs_done"], checkpoint["tensorboard"]
             action = f"Resuming at epoch {initial_epoch + 1} of {config.epochs}:"
+        if config.transpose and distribution.strategy is not None:
+            raise RunError("--transpose cannot train under tf.distribute (--distribute with the TensorFlow backend); "
+                           "train on one device or under JAX")
         if reads_targets(model):  # nade, biaxial: teacher-forced, they read the frames they predict
             if distribution.strategy is not None:
                 raise RunError(f"the {config.model.head} head cannot train under tf.distribute (--distribute with "

@@ -19,6 +19,11 @@ drawn with replacement from every valid start (any row, whatever the layout), pe
 And two kinds of targets (``targets=...``): ``"last"``, the row after the window,
 ``(batch, features)``; ``"all"``, the next row at every step, ``(batch, window, features)``.
 
+``transpose=N`` (``--transpose``, piano rolls: each feature a key, a semitone apart) shifts
+each training window and its targets together by a whole number of semitones drawn per
+(seed, epoch, batch) from ``-N..N``, narrowed per window so that no sounding key leaves the
+keyboard (``transposed``): the data seen in every key, as a transposed score is the same music.
+
 ``StreamBatches`` (``--batches stream``) lays the songs out for truncated back-propagation
 through time instead: joined into one stream, cut into parallel rows, each row read window
 after window by a model that carries its recurrent state from one batch to the next
@@ -129,6 +134,7 @@ class WindowBatches(keras.utils.PyDataset):
         targets: str = "last",
         layout: str = "sliding",
         draw: str = "shuffled",
+        transpose: int = 0,
     ):
         super().__init__()
         if targets not in TARGETS:
@@ -139,6 +145,9 @@ class WindowBatches(keras.utils.PyDataset):
             raise ValueError(f"draw must be one of {DRAWS} (random only with shuffle), got {draw!r}")
         if len(index) == 0:
             raise ValueError("no windows: every song is shorter than the window")
+        if transpose and (not shuffle or index.data.dtype.kind != "f"):
+            raise ValueError("transpose shifts the keys of training windows of multi-hot steps only")
+        self.transpose = transpose
         self.index = index
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -183,10 +192,29 @@ class WindowBatches(keras.utils.PyDataset):
     def __getitem__(self, batch_number: int):
         starts = self._starts[batch_number * self.batch_size : (batch_number + 1) * self.batch_size]
         x, y = self.index.gather(starts, self.targets)
+        if self.transpose:
+            x, y = transposed(x, y, self.transpose, np.random.default_rng([self.seed, self.epoch, batch_number]))
         return ((x, y), y) if self.feed_targets else (x, y)
 
     def on_epoch_end(self) -> None:
         self.set_epoch(self.epoch + 1)
+
+
+def transposed(x: np.ndarray, y: np.ndarray, semitones: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each window ``x[i]`` (``(steps, keys)``) and its targets ``y[i]`` shifted together along
+    the keys by one shift drawn uniformly from ``-semitones..semitones``, narrowed so that no
+    key sounding in the window or its targets leaves the keys (a window that spans them all
+    stays as it is). Shifted copies; the inputs are not changed."""
+    sounding = (x > 0).any(axis=1) | ((y > 0).any(axis=1) if y.ndim == 3 else y > 0)  # (batch, keys)
+    keys = x.shape[-1]
+    lowest = np.where(sounding.any(axis=1), sounding.argmax(axis=1), keys)  # an empty window: any shift
+    highest = np.where(sounding.any(axis=1), keys - 1 - sounding[:, ::-1].argmax(axis=1), -1)
+    low, high = np.maximum(-semitones, -lowest), np.minimum(semitones, keys - 1 - highest)
+    shifts = low + np.floor(rng.random(len(x)) * (high - low + 1)).astype(np.int64)
+    x, y = x.copy(), y.copy()
+    for i, shift in enumerate(shifts):  # nothing sounding is rolled around the end: the shift was narrowed
+        x[i], y[i] = np.roll(x[i], shift, axis=-1), np.roll(y[i], shift, axis=-1)
+    return x, y
 
 
 class ShuffleEpochs(keras.callbacks.Callback):
