@@ -5,7 +5,7 @@
 # benchmarks/results/note_events/ (not committed).
 #
 #   NOTE_MATRIX_MIRROR=../shared/datasets KERAS_BACKEND=jax benchmarks/note_events.sh
-#   DATASET=nottingham TRAIN_FLAGS="--patience 3" NOTE_MATRIX_MIRROR=../shared/datasets \
+#   DATASET=nottingham TRAIN_FLAGS="--patience 3 --epochs 15" NOTE_MATRIX_MIRROR=../shared/datasets \
 #     KERAS_BACKEND=jax benchmarks/note_events.sh
 #
 # Training: train.py --representation note_events with the recipe's defaults (and
