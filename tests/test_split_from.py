@@ -83,8 +83,9 @@ def test_score_from_scores_runs_of_different_windows_on_the_same_rows(runs_of_tw
 
 
 def test_scored_files_read_each_row_after_the_windows_rows_before_it():
-    arrays = [np.arange(50)[:, None], np.arange(30)[:, None], np.arange(41)[:, None]]
-    assert [a[:, 0].tolist() for a in scored_files(arrays, 10, 40)] == [list(range(30, 50)), list(range(30, 41))]
+    arrays = {"a": np.arange(50)[:, None], "b": np.arange(30)[:, None], "c": np.arange(41)[:, None]}
+    scored = scored_files(arrays, 10, 40)
+    assert {key: a[:, 0].tolist() for key, a in scored.items()} == {"a": list(range(30, 50)), "c": list(range(30, 41))}
     assert scored_files(arrays, 10, None) is arrays
     with pytest.raises(RunError, match="--score-from 9: the run reads windows of 10 rows"):
         scored_files(arrays, 10, 9)

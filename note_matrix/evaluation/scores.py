@@ -82,15 +82,15 @@ def check_score_from(window: int, score_from: int | None) -> None:
                        f"index {window} can be scored")
 
 
-def scored_files(arrays: list[np.ndarray], window: int, score_from: int | None) -> list[np.ndarray]:
-    """The files as scored: each whole (every row after the first ``window``), or with
+def scored_files(arrays: dict[str, np.ndarray], window: int, score_from: int | None) -> dict[str, np.ndarray]:
+    """The files as scored, by key: each whole (every row after the first ``window``), or with
     ``score_from`` only the rows at index ``score_from`` or later, each read after the
     ``window`` rows before it (files of ``score_from`` rows or fewer left out). Runs of
     different windows, given the largest as ``score_from``, are scored on the same rows."""
     if score_from is None:
         return arrays
     check_score_from(window, score_from)
-    return [array[score_from - window:] for array in arrays if len(array) > score_from]
+    return {key: array[score_from - window:] for key, array in arrays.items() if len(array) > score_from}
 
 
 def evaluate_test(data: RunData, model, *, batch_size: int = PREDICT_BATCH_SIZE, split: str = "test",
@@ -107,7 +107,8 @@ def evaluate_test(data: RunData, model, *, batch_size: int = PREDICT_BATCH_SIZE,
     require_test_files(data, split)
     representation, head, head_name = data.representation, data.config.head(), data.config.train.model.head
     window = data.window_length
-    test = scored_files(data.part(split), window, score_from)
+    scored = scored_files({key: data.arrays[key] for key in data.split[split]}, window, score_from)
+    test = list(scored.values())
     if not test:
         raise RunError(f"{data.run_dir}: no {split} file is longer than --score-from {score_from} rows")
     _, target = target_rows(test, window)
@@ -125,7 +126,7 @@ def evaluate_test(data: RunData, model, *, batch_size: int = PREDICT_BATCH_SIZE,
     return {
         "created": runs.utc_now(),
         "split": split,
-        "files": [key for key in data.split[split] if score_from is None or len(data.arrays[key]) > score_from],
+        "files": list(scored),
         "rows": len(target),
         "window_length": window,
         "score_from": window if score_from is None else score_from,
