@@ -11,9 +11,8 @@
 # DATASETS (default: all four) and HEADS (default: bernoulli nade biaxial) choose the runs;
 # TRAIN_FLAGS adds train.py flags to every run. JSB Chorales' pieces are short (median 57
 # frames of a quarter note), so its windows are 16 frames; the others' the recipe's 64,
-# validated (for early stopping only) on every 16th window: at every window, as JSB is, the
-# validation pass would score Piano-midi.de's 12 validation pieces in 7,772 overlapping windows,
-# 6.8 times the frames of the 1,140 training chunks, and take most of each epoch. The
+# validated (for early stopping only) on every 16th window: at every window, as JSB's are,
+# validation took most of each epoch (BENCHMARKS.md, section 9). The
 # biaxial LSTM runs an LSTM per key, 88 times the work of one: it is sized for this CPU
 # (BIAXIAL_FLAGS, default 64 units along time, 32 across keys).
 set -euo pipefail
