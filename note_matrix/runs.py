@@ -13,7 +13,8 @@
                               TensorBoard step counters, dropout random state
     logs/<run>/checkpoint-NNNN.keras  the model and optimizer after epoch NNNN (the last one)
     logs/<run>/calibration.json       the best model's residual std per column on the
-                              validation windows (sampling, likelihoods)
+                              validation windows (sampling, likelihoods), for a head
+                              with Gaussian fields (``Head.needs_spread``) only
     logs/<run>/loss.png       loss curves, drawn at the end of training
     logs/<run>/samples/       pieces generated every ``--sample-every`` epochs (.mid)
     logs/<run>/evaluation.json        ``evaluate.py``'s scores ("test", "generated")

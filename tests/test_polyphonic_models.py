@@ -111,6 +111,7 @@ def test_train_saves_a_nade_model_that_loads_and_samples_in_tensorboard(nade_run
     model = runs.load_model(run)
     assert reads_targets(model) and model.get_layer("nade").hidden == 6
     assert (run / "samples" / "epoch-0001.mid").is_file()  # drawn key by key by the carried-state loop
+    assert not (run / runs.CALIBRATION_FILE).exists()  # Bernoulli keys need no spread: no pass over validation
 
 
 @pytest.mark.parametrize("head_name", ["nade", "biaxial"])

@@ -215,6 +215,18 @@ def test_training_writes_a_calibration_and_calibrate_recomputes_it(trained_run, 
     assert computed["rows"] == written["rows"]
 
 
+def test_resuming_a_finished_run_without_calibration_writes_it(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    written = json.loads((run / "calibration.json").read_text())
+    (run / "calibration.json").unlink()
+    assert train.main(["--resume", str(run), "--quiet"]) == 0  # finished: nothing to train
+    calibration = json.loads((run / "calibration.json").read_text())
+    assert calibration["rows"] == written["rows"] > 0 and calibration["split"] == written["split"]
+    for name, value in written["residual_std"].items():  # the same best model, the same windows
+        assert calibration["residual_std"][name] == pytest.approx(value, rel=1e-5)
+
+
 # -- generate.py -----------------------------------------------------------------------------------
 
 

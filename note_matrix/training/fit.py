@@ -211,7 +211,8 @@ def _resume(run_dir: Path, config: TrainConfig, distribution: Distribution, verb
         print(f"{run_dir}: already finished ({done} epochs done); nothing to resume. "
               f"To train longer: python train.py --resume {run_dir} --epochs <more than {done}>")
     if finished:
-        if distribution.is_chief and (run_dir / runs.MODEL_FILE).is_file() and not (run_dir / runs.CALIBRATION_FILE).is_file():
+        if (distribution.is_chief and saved.head().needs_spread and (run_dir / runs.MODEL_FILE).is_file()
+                and not (run_dir / runs.CALIBRATION_FILE).is_file()):
             calibrate(run_dir, verbose=verbose)  # a run that finished before calibration existed
         if distribution.is_chief and checkpoint["history"] and not (run_dir / LOSS_CURVE_FILE).is_file():
             write_loss_curve(run_dir, checkpoint["history"])  # killed between the last commit and the curve
@@ -384,6 +385,6 @@ def _fit(config: TrainConfig, data: RunData, run_dir: Path, device: str, distrib
     else:
         print(f"best {tracker.monitor} {tracker.best:.6f} at epoch {tracker.best_epoch + 1}; "
               f"model saved to {run_dir / runs.MODEL_FILE}")
-        if distribution.is_chief:
+        if distribution.is_chief and head.needs_spread:  # nothing else reads it: no pass over validation for it
             write_calibration(run_dir, runs.load_model(run_dir), head, data, verbose=verbose)
     return TrainResult(run_dir, tracker.history, data.skipped, tracker.epochs_done - initial_epoch)
