@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         from note_matrix import evaluation, run_data
 
         data = run_data.open_run(run_dir, dataset=args.dataset, data_dir=args.data_dir)
-        if args.score_from is not None and (args.generated is not None or data.representation.name == "piano_roll"
+        if args.score_from is not None and (args.generated is not None or data.representation.reads_rolls
                                             or data.representation.decodes_to == ".abc"):
             raise RunError(f"--score-from: {run_dir} is not scored row by row after a window (a piano roll is "
                            "scored on every frame, ABC by tunes; --generated compares files)")
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
         if args.generated is not None:
             key, result = "generated", evaluation.compare_generated(data, args.generated)
             table = evaluation.format_generated(result, run_dir)
-        elif data.representation.name == "piano_roll":
+        elif data.representation.reads_rolls:  # piano_roll, roll_tokens: the benchmarks' frame-level NLL
             run_data.encode(data, progress=not args.quiet)
             key, result = "frame_nll", evaluation.evaluate_frames(data, runs.load_model(run_dir), split=args.split)
             table = evaluation.format_frames(result, run_dir)

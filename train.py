@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default=TRAIN_DEFAULTS.dataset,
                       help="pop, nottingham, a folder of .mid/.midi files, or a polyphonic benchmark with "
-                           "--representation piano_roll: jsb, nottingham-poly, musedata, piano-midi; with "
+                           "--representation piano_roll or roll_tokens: jsb, nottingham-poly, musedata, "
+                           "piano-midi; with "
                            "--representation abc_chars, nottingham-abc or a folder of .abc files, split into tunes "
                            "(default: %(default)s)")
     data.add_argument("--data-dir", default=TRAIN_DEFAULTS.data_dir,
@@ -69,11 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--representation", choices=representations.names(), default=TRAIN_DEFAULTS.representation,
                       help="how a file becomes steps: note_matrix, the card's [note, velocity, time] rows; "
                            "note_events, the rows as categorical fields, with its own training recipe (the "
-                           "README's Note events); pitch_sequence, the melody's pitches as tokens; abc_chars, "
+                           "README's Note events); pitch_sequence, the melody's pitches as tokens; piano_roll, "
+                           "frames of 88 keys; roll_tokens, each frame's keys as tokens, ascending, then an end; "
+                           "abc_chars, "
                            "ABC tunes character by character, with its own recipe (default: %(default)s)")
     data.add_argument("--frame", type=float, default=None,
-                      help="piano_roll and chord_tokens: beats per frame of a MIDI file (default: 0.5, an eighth "
-                           "note, for piano_roll; 0.25 for chord_tokens; a benchmark's frame is its own)")
+                      help="piano_roll, roll_tokens and chord_tokens: beats per frame of a MIDI file (default: "
+                           "0.5, an eighth note, for piano_roll and roll_tokens; 0.25 for chord_tokens; a "
+                           "benchmark's frame is its own)")
     data.add_argument("--chord-symbols", action="store_true",
                       help="chord_tokens only: one symbol per note or chord, the training files' 500 most frequent "
                            "chords and <unk> for the rest (default: each pitch a token, then <next>)")
@@ -93,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "for this --window left out, so runs of different windows are compared on the same "
                            "files (default: split this run's usable files by --seed)")
     data.add_argument("--transpose", type=int, default=TRAIN_DEFAULTS.transpose, metavar="N",
-                      help="piano_roll: shift each training window by up to N semitones either way, drawn per "
-                           "window (never a sounding key off the keyboard; validation as it is; default: "
-                           "%(default)s, none)")
+                      help="piano_roll, roll_tokens: shift each training window by up to N semitones either "
+                           "way, drawn per window (never a sounding key off the keyboard; validation as it is; "
+                           "default: %(default)s, none)")
     data.add_argument("--workers", type=int, default=TRAIN_DEFAULTS.workers,
                       help="processes that encode the MIDI files (0: one per CPU core; pays off for "
                            "thousands of new files; default: %(default)s)")
@@ -108,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the representation's output fields. note_matrix: regression (its default), the card's "
                             "MSE on [note, velocity, time]; categorical, the pitch as one of 128 notes "
                             "(cross-entropy), velocity and time regressed; mdn, categorical pitch and a mixture "
-                            "density over velocity and time. pitch_sequence: categorical. piano_roll: bernoulli, "
-                            "each key on or off independently; nade, RNN-NADE's output, the keys drawn one "
+                            "density over velocity and time. pitch_sequence, roll_tokens: categorical. piano_roll: "
+                            "bernoulli, each key on or off independently; nade, RNN-NADE's output, the keys drawn one "
                             "after another; biaxial, Johnson's biaxial LSTM in place of the LSTM (--units along "
                             "time per key, --output-units across keys; --cell, --layers and --dropout unused) "
                             "(default: the representation's first)")

@@ -2,7 +2,7 @@
 
     python benchmarks/polyphonic_table.py benchmarks/results/polyphonic/logs
 
-One row per run (dataset, model): the validation frame-level NLL that ``evaluate.py``
+One row per run (dataset, model: the piano roll's head, or roll tokens): the validation frame-level NLL that ``evaluate.py``
 saved, the epochs trained and the best one, the wall time ``polyphonic.sh`` measured, the
 parameters, and the published test-split figures of the same dataset for comparison
 (``note_matrix.evaluation.benchmark.PUBLISHED``).
@@ -22,7 +22,8 @@ from note_matrix.startup import import_keras  # noqa: E402
 
 
 def row(run: Path) -> list[str]:
-    config = json.loads((run / runs.CONFIG_FILE).read_text())["train"]
+    saved = json.loads((run / runs.CONFIG_FILE).read_text())
+    config = saved["train"]
     history = json.loads((run / "history.json").read_text())
     scores = json.loads((run / runs.EVALUATION_FILE).read_text())["frame_nll"]["scores"]
     model_nll = next(values["validation"] for name, values in scores.items() if name.startswith("model ("))
@@ -37,7 +38,7 @@ def row(run: Path) -> list[str]:
     epochs = len(history["epochs"]["loss"])
     return [
         BENCHMARKS.get(dataset, dataset),
-        config["model"]["head"],
+        "roll tokens" if saved["representation"]["name"] == "roll_tokens" else config["model"]["head"],
         f"{model_nll:.2f}",
         f"{scores['Markov chain per key']['validation']:.2f}",
         f"{epochs} (best {history['best_epoch'] + 1})",

@@ -7,8 +7,8 @@ training files, encode with what it learnt) and for evaluation (``open_run`` the
 A polyphonic benchmark (``--dataset jsb`` and the others, ``datasets.polyphonic``) is no
 MIDI collection: its one ``.mat`` file holds the pieces as piano rolls, already split,
 so its arrays are the file's pieces (keyed ``jsb:train:3``), its split the file's own
-(test empty when the file has none) and its representation ``piano_roll`` at the
-benchmark's frame.
+(test empty when the file has none) and its representation one that reads piano rolls
+(``reads_rolls``: ``piano_roll``, ``roll_tokens``) at the benchmark's frame.
 """
 
 from __future__ import annotations
@@ -147,10 +147,11 @@ def _prepare_benchmark(config: TrainConfig, representation: Representation, benc
 
 def _benchmark_representation(config: TrainConfig, representation: Representation,
                               benchmark: dict) -> Representation:
-    """``representation`` at the benchmark's frame; ``DatasetError`` unless it is ``piano_roll`` and
-    ``--frame`` (if given) is the benchmark's."""
-    if representation.name != "piano_roll":
-        raise DatasetError(f"--dataset {config.dataset} is a piano-roll benchmark: use --representation piano_roll")
+    """``representation`` at the benchmark's frame; ``DatasetError`` unless it reads piano rolls
+    (``reads_rolls``) and ``--frame`` (if given) is the benchmark's."""
+    if not representation.reads_rolls:
+        raise DatasetError(f"--dataset {config.dataset} is a piano-roll benchmark: use --representation piano_roll "
+                           "or roll_tokens")
     frame = benchmark["frame"]
     if config.frame is not None and config.frame != frame:
         raise DatasetError(f"--dataset {config.dataset} has the benchmark's frames of {frame:g} beats; "

@@ -200,7 +200,7 @@ def test_a_benchmark_run_resumes(trained, full_mirror, tmp_path, monkeypatch):
     [
         (
             ["--representation", "note_matrix"],
-            "--dataset jsb is a piano-roll benchmark: use --representation piano_roll",
+            "--dataset jsb is a piano-roll benchmark: use --representation piano_roll or roll_tokens",
         ),
         (
             ["--representation", "piano_roll", "--frame", "0.5"],
@@ -225,14 +225,14 @@ def test_frame_is_the_piano_rolls_frame_from_midi(song_folder, tmp_path, capsys)
     given = config("--representation", "piano_roll", "--frame", "0.25")
     assert given.frame == 0.25 and _representation(given).frame == 0.25
     assert _representation(config("--representation", "piano_roll")).frame == 0.5  # an eighth note
-    with pytest.raises(RunError, match="--frame sets the frame of --representation piano_roll or chord_tokens; note_matrix has none"):
+    with pytest.raises(RunError, match="--frame sets the frame of --representation piano_roll, roll_tokens or chord_tokens; note_matrix has none"):
         _representation(TrainConfig(frame=0.25))
     with pytest.raises(ValueError, match="frame must be a positive number of beats, got 0"):
         TrainConfig(frame=0)
     argv = ["--dataset", str(song_folder), "--frame", "1", "--data-dir", str(tmp_path / "data"), *TINY]
     assert train.main(argv) == 2
     assert (
-        _error(capsys) == "train.py: error: --frame sets the frame of --representation piano_roll or chord_tokens; note_matrix has none"
+        _error(capsys) == "train.py: error: --frame sets the frame of --representation piano_roll, roll_tokens or chord_tokens; note_matrix has none"
     )
 
 

@@ -67,9 +67,11 @@ def test_a_window_at_an_edge_shifts_only_inward():
 
 
 def test_transpose_is_refused_where_it_cannot_apply(tmp_path, capsys):
-    index = WindowIndex([np.arange(40, dtype=np.int32)], 8)  # tokens, not keys
-    with pytest.raises(ValueError, match="multi-hot steps only"):
+    index = WindowIndex([np.arange(40, dtype=np.int32)[:, None]], 8)  # tokens, not keys
+    with pytest.raises(ValueError, match="multi-hot steps, or of tokens with key_tokens"):
         WindowBatches(index, 4, shuffle=True, transpose=2)
+    shifted = WindowBatches(index, 4, shuffle=True, transpose=2, key_tokens=30)[0][0]  # ids below 30 are keys
+    assert np.all(shifted[shifted >= 30] < 40)  # the rest never move
     songs = tmp_path / "songs"
     songs.mkdir()
     from tests.midi_factory import random_song
@@ -81,6 +83,6 @@ def test_transpose_is_refused_where_it_cannot_apply(tmp_path, capsys):
     assert train.main(argv) == 2
     assert capsys.readouterr().err.strip() == (
         "train.py: error: --transpose shifts the keys of a piano roll; note_matrix reads continuous steps "
-        "(use --representation piano_roll)")
+        "(use --representation piano_roll or roll_tokens)")
     assert train.main([*argv[:-2], "13"]) == 2
     assert "transpose must lie in 0..12 semitones, got 13" in capsys.readouterr().err

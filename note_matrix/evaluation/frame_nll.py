@@ -9,7 +9,8 @@ probabilities: a probability of exactly 0 for what happened scores infinity. Log
 give the same number without rounding a probability to 0 or 1 first (``log sigmoid``
 in its stable form). Uniform guessing (``p = 0.5``) scores ``88 ln 2 = 61.0``.
 ``model_frame_nll`` scores a model that predicts the next frame at every step this way,
-over every frame of a split's pieces.
+over every frame of a split's pieces; ``model_token_frame_nll`` a model of the frames'
+tokens (``roll_tokens``), by the same number.
 
 Baselines (``RollBaselines``), fitted on the training pieces and scored on the frames a
 window-``W`` model is scored on (``baselines.target_rows``), or on every frame of every
@@ -85,6 +86,27 @@ def model_frame_nll(model, pieces: list[np.ndarray], *, batch_size: int = 16) ->
         output = keras.ops.convert_to_numpy(model.predict_on_batch(model_inputs(model, batch, targets)))
         logits += [output[row, : len(piece)] for row, piece in enumerate(pieces[start : start + batch_size])]
     return frame_nll(np.concatenate(pieces), logits=np.concatenate(logits))
+
+
+def model_token_frame_nll(model, pieces: list[np.ndarray], *, batch_size: int = 16) -> float:
+    """``frame_nll`` of every frame of every piece of ``roll_tokens`` steps (``(tokens, 1)``,
+    ``representations.roll_tokens``) under a Keras ``model`` that predicts the next token at
+    every step: each piece read from its first token (the ``END`` before its first frame),
+    scored by ``roll_tokens.frame_token_nll``. Pieces are padded at the end to the longest."""
+    import keras
+
+    from note_matrix.representations.roll_tokens import frame_token_nll
+
+    longest = max(len(piece) for piece in pieces) - 1
+    logits = []
+    for start in range(0, len(pieces), batch_size):
+        group = pieces[start : start + batch_size]
+        batch = np.zeros((len(group), longest, 1), np.int32)
+        for row, piece in enumerate(group):
+            batch[row, : len(piece) - 1] = piece[:-1]
+        output = keras.ops.convert_to_numpy(model.predict_on_batch(batch))
+        logits += [output[row, : len(piece) - 1] for row, piece in enumerate(group)]
+    return frame_token_nll(pieces, logits)
 
 
 def _scores(points: np.ndarray, probabilities: np.ndarray | None, target: np.ndarray) -> dict:

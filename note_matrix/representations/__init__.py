@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "pitch_sequence": "note_matrix.representations.pitch_sequence:PitchSequence",
     "note_events": "note_matrix.representations.note_events:EventFields",
     "piano_roll": "note_matrix.representations.piano_roll:PianoRoll",
+    "roll_tokens": "note_matrix.representations.roll_tokens:RollTokens",
     "chord_tokens": "note_matrix.representations.chord_tokens:ChordTokens",
     "abc_chars": "note_matrix.representations.abc_chars:AbcChars",
 }

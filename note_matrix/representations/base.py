@@ -57,6 +57,7 @@ class Representation(ABC):
     columns: ClassVar[tuple[str, ...]]  # a step's values, by name (the head's target columns)
     heads: ClassVar[tuple[str, ...]]  # the output heads it offers; the first is the default
     needs_fit: ClassVar[bool] = False  # True: ``fit`` learns something from the training files
+    reads_rolls: ClassVar[bool] = False  # True: ``encode_roll`` reads a piano-roll benchmark's pieces
     # Training settings that replace the card's when their flag is not given (``TrainConfig.flat`` names).
     recipe: ClassVar[dict] = {}
 

@@ -89,6 +89,7 @@ class PianoRoll(Representation):
     name = "piano_roll"
     columns = COLUMNS
     heads = ("bernoulli", "nade", "biaxial")
+    reads_rolls = True
     # A starting point for the benchmarks (not yet tuned): the next frame at every step.
     recipe: ClassVar[dict] = {
         "model.units": 256,

@@ -1,10 +1,11 @@
 """What every representation of symbols shares: a token per step, embedded in, a softmax out.
 
-``SymbolSteps`` is the network side of ``chord_tokens`` and ``abc_chars``: one int32 column
-of tokens (named by ``columns[0]``), ``vocabulary`` symbols, embedded in ``embedding``
-dimensions, predicted by one categorical field, scored by accuracy and the loss on the last
-step, and set beside repeat, unigram, Markov-chain and interpolated n-gram baselines
-(``TokenNGrams``, orders ``NGRAM_ORDERS``, each strength tuned on the validation files).
+``SymbolSteps`` is the network side of ``chord_tokens``, ``abc_chars`` and ``roll_tokens``:
+one int32 column of tokens (named by ``columns[0]``), ``vocabulary`` symbols, embedded in
+``embedding`` dimensions, predicted by one categorical field, scored by accuracy and the
+loss on the last step, and set beside repeat, unigram, Markov-chain and interpolated n-gram
+baselines (``TokenNGrams``, orders ``NGRAM_ORDERS``, each strength tuned on the validation
+files; ``roll_tokens`` is scored by its frames instead).
 """
 
 from __future__ import annotations

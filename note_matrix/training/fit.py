@@ -72,8 +72,8 @@ def _representation(config: TrainConfig):
     """The representation of ``config`` (``frame``, ``chord_symbols``: its options), with its head checked;
     ``RunError`` (one line) if either is unknown, or for an option given to a representation without it."""
     options = {} if config.frame is None else {"frame": config.frame}
-    if options and config.representation not in ("piano_roll", "chord_tokens"):
-        raise RunError(f"--frame sets the frame of --representation piano_roll or chord_tokens; "
+    if options and config.representation not in ("piano_roll", "roll_tokens", "chord_tokens"):
+        raise RunError(f"--frame sets the frame of --representation piano_roll, roll_tokens or chord_tokens; "
                        f"{config.representation} has none")
     if config.chord_symbols:
         if config.representation != "chord_tokens":
@@ -85,9 +85,9 @@ def _representation(config: TrainConfig):
         representation.head(config.model.head, config.model.mixtures)
     except ValueError as error:
         raise RunError(str(error)) from None
-    if config.transpose and representation.inputs().kind != "multi_hot":
+    if config.transpose and not representation.reads_rolls:
         raise RunError(f"--transpose shifts the keys of a piano roll; {config.representation} reads "
-                       f"{representation.inputs().kind} steps (use --representation piano_roll)")
+                       f"{representation.inputs().kind} steps (use --representation piano_roll or roll_tokens)")
     if config.model.head in FRAME_HEADS and config.model.targets != "all":
         raise RunError(f"the {config.model.head} head predicts the frame after every step: use --targets all")
     if config.batches == "stream" and representation.inputs().kind != "tokens":
@@ -274,7 +274,7 @@ def window_batches(config: TrainConfig, data: RunData
         raise DatasetError(f"{data.files.root}: the training split has no windows of {config.window_length} steps")
     batches = WindowBatches(train_index, config.batch_size, shuffle=True, seed=config.seed, targets=targets,
                             layout="chunks" if targets == "all" else "sliding", draw=config.batches,
-                            transpose=config.transpose)
+                            transpose=config.transpose, key_tokens=getattr(data.representation, "key_tokens", 0))
     if len(validation_index) == 0:
         return batches, None
     return batches, WindowBatches(validation_index, config.batch_size, shuffle=False, targets=targets)

@@ -23,6 +23,8 @@ And two kinds of targets (``targets=...``): ``"last"``, the row after the window
 each training window and its targets together by a whole number of semitones drawn per
 (seed, epoch, batch) from ``-N..N``, narrowed per window so that no sounding key leaves the
 keyboard (``transposed``): the data seen in every key, as a transposed score is the same music.
+Token steps whose ids below ``key_tokens`` are keys a semitone apart (``roll_tokens``) are
+shifted the same way, id by id (``transposed_tokens``); the other ids stay.
 
 ``StreamBatches`` (``--batches stream``) lays the songs out for truncated back-propagation
 through time instead: joined into one stream, cut into parallel rows, each row read window
@@ -135,6 +137,7 @@ class WindowBatches(keras.utils.PyDataset):
         layout: str = "sliding",
         draw: str = "shuffled",
         transpose: int = 0,
+        key_tokens: int = 0,
     ):
         super().__init__()
         if targets not in TARGETS:
@@ -145,9 +148,10 @@ class WindowBatches(keras.utils.PyDataset):
             raise ValueError(f"draw must be one of {DRAWS} (random only with shuffle), got {draw!r}")
         if len(index) == 0:
             raise ValueError("no windows: every song is shorter than the window")
-        if transpose and (not shuffle or index.data.dtype.kind != "f"):
-            raise ValueError("transpose shifts the keys of training windows of multi-hot steps only")
-        self.transpose = transpose
+        if transpose and (not shuffle or (index.data.dtype.kind != "f") != (key_tokens > 0)):
+            raise ValueError("transpose shifts the keys of training windows of multi-hot steps, or of tokens "
+                             "with key_tokens")
+        self.transpose, self.key_tokens = transpose, key_tokens
         self.index = index
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -193,7 +197,9 @@ class WindowBatches(keras.utils.PyDataset):
         starts = self._starts[batch_number * self.batch_size : (batch_number + 1) * self.batch_size]
         x, y = self.index.gather(starts, self.targets)
         if self.transpose:
-            x, y = transposed(x, y, self.transpose, np.random.default_rng([self.seed, self.epoch, batch_number]))
+            rng = np.random.default_rng([self.seed, self.epoch, batch_number])
+            x, y = (transposed_tokens(x, y, self.transpose, rng, self.key_tokens) if self.key_tokens
+                    else transposed(x, y, self.transpose, rng))
         return ((x, y), y) if self.feed_targets else (x, y)
 
     def on_epoch_end(self) -> None:
@@ -214,6 +220,25 @@ def transposed(x: np.ndarray, y: np.ndarray, semitones: int, rng: np.random.Gene
     x, y = x.copy(), y.copy()
     for i, shift in enumerate(shifts):  # nothing sounding is rolled around the end: the shift was narrowed
         x[i], y[i] = np.roll(x[i], shift, axis=-1), np.roll(y[i], shift, axis=-1)
+    return x, y
+
+
+def transposed_tokens(x: np.ndarray, y: np.ndarray, semitones: int, rng: np.random.Generator,
+                      keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token windows ``x[i]`` (``(steps, 1)``) and their targets ``y[i]`` shifted together: every
+    id below ``keys`` (a key) moved by one shift drawn uniformly from ``-semitones..semitones``,
+    narrowed so that no key leaves ``0..keys-1``; other ids stay. Shifted copies."""
+    batch = len(x)
+    tokens = np.concatenate([x.reshape(batch, -1), y.reshape(batch, -1)], axis=1)
+    is_key = tokens < keys
+    lowest = np.where(is_key, tokens, keys).min(axis=1)
+    highest = np.where(is_key, tokens, -1).max(axis=1)
+    low = np.where(is_key.any(axis=1), np.maximum(-semitones, -lowest), -semitones)
+    high = np.where(is_key.any(axis=1), np.minimum(semitones, keys - 1 - highest), semitones)
+    shifts = (low + np.floor(rng.random(batch) * (high - low + 1)).astype(np.int64))[:, None]
+    x, y = x.copy(), y.copy()
+    x[x < keys] = (x + shifts.reshape((batch,) + (1,) * (x.ndim - 1)))[x < keys]
+    y[y < keys] = (y + shifts.reshape((batch,) + (1,) * (y.ndim - 1)))[y < keys]
     return x, y
 
 
