@@ -2,10 +2,10 @@
 
     python benchmarks/polyphonic_table.py benchmarks/results/polyphonic/logs
 
-One row per run (dataset, model: the piano roll's head, or roll tokens): the validation frame-level NLL that ``evaluate.py``
-saved, the epochs trained and the best one, the wall time ``polyphonic.sh`` measured, the
-parameters, and the published test-split figures of the same dataset for comparison
-(``note_matrix.evaluation.benchmark.PUBLISHED``).
+One row per run (dataset, model: the piano roll's head, or roll tokens): the validation
+frame-level NLL that ``evaluate.py`` saved, the epochs trained and the best one, the wall
+time ``polyphonic.sh`` measured, the parameters, and the published test-split figures of the
+same dataset for comparison (``note_matrix.evaluation.benchmark.PUBLISHED``).
 """
 
 from __future__ import annotations

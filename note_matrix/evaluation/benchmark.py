@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from note_matrix import runs
 from note_matrix.errors import RunError
-from note_matrix.evaluation.frame_nll import RollBaselines, model_frame_nll, model_token_frame_nll
+from note_matrix.evaluation.frame_nll import RollBaselines
 from note_matrix.evaluation.scores import model_label
 from note_matrix.run_data import RunData
 
@@ -68,18 +66,16 @@ def evaluate_frames(data: RunData, model, *, split: str = "test") -> dict:
             f"{data.run_dir}: the frame-level NLL needs a model that predicts every frame "
             "(--targets all); this run was trained with --targets last"
         )
-    from note_matrix.representations.roll_tokens import roll_of_tokens  # not at import: piano_roll reads this package
-
+    representation = data.representation  # one that reads_rolls: its frames and its model's frame NLL
     splits, notes = scored_splits(data, split)
-    tokens = data.representation.name == "roll_tokens"
-    frames_of = roll_of_tokens if tokens else np.asarray
-    baselines = RollBaselines.fit([frames_of(piece) for piece in data.part("train")])
-    model_name = "model (roll tokens)" if tokens else model_label(data.config.train.model.head)
+    baselines = RollBaselines.fit([representation.frames(piece) for piece in data.part("train")])
+    model_name = representation.model_label or model_label(data.config.train.model.head)
     scores: dict[str, dict[str, float]] = {}
+    frames: dict[str, int] = {}
     for part in splits:
-        pieces = data.part(part)
-        scores.setdefault(model_name, {})[part] = (model_token_frame_nll if tokens else model_frame_nll)(model, pieces)
-        pieces = [frames_of(piece) for piece in pieces]
+        scores.setdefault(model_name, {})[part] = representation.model_frame_nll(model, data.part(part))
+        pieces = [representation.frames(piece) for piece in data.part(part)]
+        frames[part] = int(sum(map(len, pieces)))
         for name, baseline in baselines.score_frames(pieces).items():
             if baseline["nll"] is not None:  # a point prediction has no likelihood
                 scores.setdefault(name, {})[part] = baseline["nll"]
@@ -88,7 +84,7 @@ def evaluate_frames(data: RunData, model, *, split: str = "test") -> dict:
         "created": runs.utc_now(),
         "dataset": data.config.train.dataset,
         "splits": {
-            part: {"pieces": len(data.split[part]), "frames": int(sum(len(frames_of(a)) for a in data.part(part)))}
+            part: {"pieces": len(data.split[part]), "frames": frames[part]}
             for part in splits
         },
         "scores": scores,

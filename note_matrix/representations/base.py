@@ -58,6 +58,7 @@ class Representation(ABC):
     heads: ClassVar[tuple[str, ...]]  # the output heads it offers; the first is the default
     needs_fit: ClassVar[bool] = False  # True: ``fit`` learns something from the training files
     reads_rolls: ClassVar[bool] = False  # True: ``encode_roll`` reads a piano-roll benchmark's pieces
+    key_tokens: ClassVar[int] = 0  # token ids below it are keys a semitone apart (``--transpose``)
     # Training settings that replace the card's when their flag is not given (``TrainConfig.flat`` names).
     recipe: ClassVar[dict] = {}
 

@@ -194,5 +194,17 @@ class PianoRoll(Representation):
 
         return RollBaselines.fit(training)
 
+    model_label = None  # ``evaluate_frames``: the head's (``model (nade head)``)
+
+    def frames(self, steps: np.ndarray) -> np.ndarray:
+        """The piano-roll frames of ``steps``: the steps themselves."""
+        return np.asarray(steps)
+
+    def model_frame_nll(self, model, pieces: list[np.ndarray]) -> float:
+        """The benchmarks' frame-level NLL of ``model`` on ``pieces`` of frames (``evaluation.frame_nll``)."""
+        from note_matrix.evaluation.frame_nll import model_frame_nll
+
+        return model_frame_nll(model, pieces)
+
     def to_json(self) -> dict:
         return {"name": self.name, "frame": self.frame, "restrike": self.restrike}

@@ -69,12 +69,13 @@ def roll_of_tokens(tokens: np.ndarray) -> np.ndarray:
     return roll
 
 
-def allowed(previous: np.ndarray) -> np.ndarray:
-    """``(..., 89)`` bool: the tokens that may follow ``previous`` (``(...)`` tokens), keys
-    ascending within a frame (module docstring)."""
-    previous = np.asarray(previous)[..., None]
-    token = np.arange(VOCABULARY)
-    return (token > previous) | (token == END) | (previous == END)
+def allowed(previous, xp=np):
+    """``(..., 89)`` bool: the tokens that may follow ``previous`` (``(...)`` int tokens), keys
+    ascending within a frame (module docstring). ``xp``: ``numpy``, or ``keras.ops`` inside
+    the compiled generation loop (the same expression on tensors)."""
+    before = xp.expand_dims(previous, -1)
+    token = xp.arange(VOCABULARY)
+    return xp.logical_or(xp.logical_or(token > before, token == END), before == END)
 
 
 def frame_token_nll(pieces: list[np.ndarray], logits: list[np.ndarray]) -> float:
@@ -88,7 +89,7 @@ def frame_token_nll(pieces: list[np.ndarray], logits: list[np.ndarray]) -> float
     for piece, output in zip(pieces, logits):
         tokens = np.asarray(piece).reshape(-1)
         given, target = tokens[:-1], tokens[1:]
-        output = np.where(allowed(given), np.asarray(output, np.float64), -np.inf)
+        output = np.where(allowed(given), np.asarray(output, np.float64), -np.inf)  # the distribution
         log_norm = np.logaddexp.reduce(output, axis=-1)
         total += float(np.sum(log_norm - output[np.arange(len(target)), target]))
         frames += int(np.sum(target == END))
@@ -138,11 +139,21 @@ class RollTokens(SymbolSteps):
         ``previous`` (``(N, 1)``, the token fed last): keys ascend within every frame."""
         from keras import ops
 
-        token = ops.arange(VOCABULARY)[None, :]
-        before = ops.cast(previous, "int32")[:, :1]
-        allowed_now = ops.logical_or(ops.logical_or(token > before, token == END), before == END)
-        masked = ops.where(allowed_now, ops.cast(prediction, "float32"), -1e9)
+        masked = ops.where(allowed(ops.cast(previous, "int32")[:, 0], ops), ops.cast(prediction, "float32"), -1e9)
         return super().next_step(head, masked, noise, previous, temperature=temperature, top_k=top_k, spread=spread)
+
+    # -- evaluation (``evaluation.benchmark.evaluate_frames``) ------------------------------
+    model_label = "model (roll tokens)"
+
+    def frames(self, steps: np.ndarray) -> np.ndarray:
+        """The piano-roll frames of ``steps`` (``roll_of_tokens``)."""
+        return roll_of_tokens(steps)
+
+    def model_frame_nll(self, model, pieces: list[np.ndarray]) -> float:
+        """The benchmarks' frame-level NLL of ``model`` on ``pieces`` of tokens (``evaluation.frame_nll``)."""
+        from note_matrix.evaluation.frame_nll import model_token_frame_nll
+
+        return model_token_frame_nll(model, pieces)
 
     def to_json(self) -> dict:
         return {"name": self.name, "frame": self.frame, "restrike": self.restrike, "embedding": self.embedding}

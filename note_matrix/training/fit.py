@@ -274,7 +274,7 @@ def window_batches(config: TrainConfig, data: RunData
         raise DatasetError(f"{data.files.root}: the training split has no windows of {config.window_length} steps")
     batches = WindowBatches(train_index, config.batch_size, shuffle=True, seed=config.seed, targets=targets,
                             layout="chunks" if targets == "all" else "sliding", draw=config.batches,
-                            transpose=config.transpose, key_tokens=getattr(data.representation, "key_tokens", 0))
+                            transpose=config.transpose, key_tokens=data.representation.key_tokens)
     if len(validation_index) == 0:
         return batches, None
     return batches, WindowBatches(validation_index, config.batch_size, shuffle=False, targets=targets)

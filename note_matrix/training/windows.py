@@ -233,13 +233,14 @@ def transposed_tokens(x: np.ndarray, y: np.ndarray, semitones: int, rng: np.rand
     is_key = tokens < keys
     lowest = np.where(is_key, tokens, keys).min(axis=1)
     highest = np.where(is_key, tokens, -1).max(axis=1)
-    low = np.where(is_key.any(axis=1), np.maximum(-semitones, -lowest), -semitones)
-    high = np.where(is_key.any(axis=1), np.minimum(semitones, keys - 1 - highest), semitones)
-    shifts = (low + np.floor(rng.random(batch) * (high - low + 1)).astype(np.int64))[:, None]
-    x, y = x.copy(), y.copy()
-    x[x < keys] = (x + shifts.reshape((batch,) + (1,) * (x.ndim - 1)))[x < keys]
-    y[y < keys] = (y + shifts.reshape((batch,) + (1,) * (y.ndim - 1)))[y < keys]
-    return x, y
+    low, high = np.maximum(-semitones, -lowest), np.minimum(semitones, keys - 1 - highest)  # no key: any shift
+    shifts = low + np.floor(rng.random(batch) * (high - low + 1)).astype(np.int64)
+
+    def shift(steps):
+        moved = steps + shifts.reshape((batch,) + (1,) * (steps.ndim - 1))
+        return np.where(steps < keys, moved, steps).astype(steps.dtype)
+
+    return shift(x), shift(y)
 
 
 class ShuffleEpochs(keras.callbacks.Callback):
